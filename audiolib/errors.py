@@ -1,0 +1,40 @@
+"""Exception hierarchy for audioqc.
+
+Every error raised on purpose by audioqc derives from :class:`AudioQCError`; the message names the
+input and the problem, so the CLI can print it as one line and an audit can store it as an error row.
+"""
+
+from __future__ import annotations
+
+
+class AudioQCError(Exception):
+    """Root of every error audioqc raises on purpose."""
+
+
+class InvalidParameter(AudioQCError, ValueError):
+    """A parameter value is out of range or malformed; the message quotes the value."""
+
+
+class MediaError(AudioQCError):
+    """A problem with one media object; ``url`` names it."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(f"{url}: {problem}")
+
+
+class SourceNotFound(MediaError):
+    """The URL or path does not exist or cannot be opened."""
+
+
+class EmptyMedia(MediaError):
+    """The object has zero bytes."""
+
+
+class DecodeError(MediaError):
+    """The container or codec data cannot be read (corrupt, not media, unreadable headers)."""
+
+
+class UnsupportedMedia(MediaError):
+    """The object is readable media but has nothing audioqc can analyse (e.g. no audio stream)."""

@@ -1,0 +1,3 @@
+from audioqc.cli import main
+
+raise SystemExit(main())

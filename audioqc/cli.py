@@ -1,0 +1,188 @@
+"""The ``audioqc`` command.
+
+Results go to stdout as strict JSON. Errors: one line on stderr naming the input and the problem,
+exit 1 (2 for usage errors), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from audiolib import __version__
+from audiolib.errors import AudioQCError
+
+from .jsonout import dumps
+
+PROG = "audioqc"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: one line + exit 2
+        self.exit(2, f"{self.prog}: usage error: {message} (see '{self.prog} --help')\n")
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Audio quality control: media info, loudness, diagnostics.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add_common(p: argparse.ArgumentParser, *, ranged: bool = True) -> None:
+        p.add_argument("--stream", type=_nonneg_int, default=None, metavar="N",
+                       help="audio stream to use, 0-based among audio streams (default: the default stream)")
+        if ranged:
+            p.add_argument("--start", default=None, metavar="T", help="start time (seconds or HH:MM:SS.ms)")
+            p.add_argument("--end", default=None, metavar="T", help="end time (seconds or HH:MM:SS.ms)")
+
+    p = sub.add_parser("info", help="print media_info (headers only)")
+    p.add_argument("url", help="local path or fsspec URL (s3://, http(s)://, file://)")
+    add_common(p, ranged=False)
+
+    p = sub.add_parser("loudness", help="BS.1770-4 / EBU R128 loudness block")
+    p.add_argument("url")
+    add_common(p)
+    p.add_argument("--sami", action="store_true",
+                   help='print SAMI LoudnessDetect\'s {"loudness": LUFS or -100, "peak": linear}')
+    p.add_argument("--gating", choices=["level"], default="level", help="gating mode (default: level)")
+
+    p = sub.add_parser("diagnose", help="every analysis in one decode pass")
+    p.add_argument("urls", nargs="+", metavar="url")
+    add_common(p)
+    p.add_argument("--only", default=None, metavar="BLOCKS", help="comma-separated blocks (default: all)")
+    p.add_argument("--gating", choices=["level"], default="level")
+    p.add_argument("--table", action="store_true", help="print a table instead of JSON")
+    return parser
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from audiolib import io
+
+    info = io.probe(args.url, stream_index=args.stream)
+    print(dumps(info.to_dict()))
+    return 0
+
+
+def _cmd_loudness(args: argparse.Namespace) -> int:
+    from audiolib.diagnose import diagnose
+
+    result = diagnose(args.url, only="loudness", start=args.start, end=args.end,
+                      stream_index=args.stream, gating=args.gating)
+    if result.decode.truncated:
+        _warn(f"{args.url}: {result.decode.problem}")
+    loud = result.blocks["loudness"]
+    print(dumps(loud.to_sami() if args.sami else loud.to_dict()))
+    return 0
+
+
+_TABLE_COLUMNS = [
+    ("file", 28), ("codec", 9), ("ch", 3), ("rate", 6), ("dur_s", 8),
+    ("I_LUFS", 7), ("LRA_LU", 6), ("TP_dBTP", 7), ("M_max", 6), ("S_max", 6), ("status", 0),
+]
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:
+    name = url.rsplit("/", 1)[-1]
+    if result is None:
+        return [name] + ["-"] * 9 + [f"error: {error}"]
+    a = result.media_info.audio
+    loud = result.blocks.get("loudness")
+    status = "truncated" if result.decode.truncated else "ok"
+    cells = [name, a.codec, str(a.channels), str(a.sample_rate_hz), _fmt(a.duration_s, 2)]
+    if loud is not None:
+        cells += [_fmt(loud.integrated_lufs), _fmt(loud.loudness_range_lu), _fmt(loud.true_peak_dbtp),
+                  _fmt(loud.momentary_max_lufs), _fmt(loud.short_term_max_lufs)]
+    else:
+        cells += ["-"] * 5
+    return cells + [status]
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from audiolib.diagnose import diagnose, parse_blocks
+
+    parse_blocks(args.only)  # a bad --only is one error, not one per file
+    single = len(args.urls) == 1 and not args.table
+    rows: list[list[str]] = []
+    outputs: list[dict[str, Any]] = []
+    failed = 0
+    for url in args.urls:
+        try:
+            result = diagnose(url, only=args.only, start=args.start, end=args.end,
+                              stream_index=args.stream, gating=args.gating)
+        except AudioQCError as exc:
+            if single:
+                raise
+            failed += 1
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            rows.append(_table_row(url, None, str(exc).split(": ", 1)[-1]))
+            outputs.append({"url": url, "error": str(exc)})
+            continue
+        if result.decode.truncated:
+            _warn(f"{url}: {result.decode.problem}")
+        rows.append(_table_row(url, result, None))
+        outputs.append({"url": url, **result.to_dict()})
+    if args.table:
+        header = [name for name, _ in _TABLE_COLUMNS]
+        widths = [max(w, len(h), *(len(r[i]) for r in rows)) for i, (h, w) in enumerate(_TABLE_COLUMNS)]
+        for line in [header] + rows:
+            print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
+    elif single:
+        out = outputs[0]
+        out.pop("url")
+        print(dumps(out))
+    else:
+        print(dumps(outputs))
+    return 1 if failed else 0
+
+
+_COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "diagnose": _cmd_diagnose}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``audioqc`` console command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except AudioQCError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except MemoryError:
+        print(f"{PROG}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, never a traceback
+        target = getattr(args, "url", None) or ",".join(getattr(args, "urls", []) or [])
+        print(f"{PROG}: internal error: {target}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

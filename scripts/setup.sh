@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up everything audioqc needs on a fresh Debian machine: system packages (ffmpeg, used as a
+# test oracle and by the benchmarks), a virtual environment with the locked dependencies, and
+# the project itself (editable). Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.lock-stamp
+if [ ! -f "$stamp" ] || ! cmp -s requirements.lock "$stamp"; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.lock
+  cp requirements.lock "$stamp"
+fi
+.venv/bin/python -m pip install -q --no-deps -e .
