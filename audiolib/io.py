@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from fractions import Fraction
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
@@ -22,6 +23,7 @@ import av
 import fsspec
 import numpy as np
 
+from .channels import default_layout
 from .errors import (
     AudioQCError,
     DecodeError,
@@ -31,7 +33,7 @@ from .errors import (
     UnsupportedMedia,
 )
 
-__all__ = ["AudioInfo", "ContainerInfo", "MediaInfo", "AudioStream", "probe", "stream", "parse_time"]
+__all__ = ["AudioInfo", "ContainerInfo", "MediaInfo", "AudioStream", "probe", "stream", "parse_time", "write"]
 
 #: Default number of frames per yielded block (about 1.4 s at 48 kHz).
 DEFAULT_BLOCK_FRAMES = 1 << 16
@@ -266,8 +268,22 @@ def _container_kind(container: Any, url: str) -> str:
     return name.split(",")[0]
 
 
+def _flac_bits(extradata: bytes | None) -> int | None:
+    """Bits per sample from a FLAC STREAMINFO block (FLAC format spec, METADATA_BLOCK_STREAMINFO)."""
+    if not extradata or len(extradata) < 18:
+        return None
+    data = extradata[8:] if extradata[:4] == b"fLaC" else extradata
+    if len(data) < 14:
+        return None
+    return (((data[12] & 0x01) << 4) | (data[13] >> 4)) + 1
+
+
 def _bit_depth(cc: Any) -> int | None:
     name = cc.name
+    if name == "flac":
+        bits = _flac_bits(cc.extradata)
+        if bits:
+            return bits
     if name.startswith("pcm_"):
         for key, bits in _PCM_BITS.items():
             if name[4:].startswith(key):
@@ -291,9 +307,10 @@ def _media_info(container: Any, astream: Any, url: str, size: int | None) -> Med
     channels = cc.channels
     layout = cc.layout
     names = tuple(ch.name for ch in layout.channels) if layout is not None else ()
-    if len(names) != channels:
-        names = tuple(f"ch{i}" for i in range(channels))
-    layout_name = layout.name if layout is not None else f"{channels} channels"
+    layout_name = layout.name if layout is not None else ""
+    if len(names) != channels or any(n.upper() in ("NONE", "UNKNOWN", "") for n in names):
+        # No layout declared (e.g. a plain WAVEFORMATEX): FFmpeg assumes its default layout.
+        layout_name, names = default_layout(channels)
     bit_depth = _bit_depth(cc)
     a_bitrate = astream.bit_rate or cc.bit_rate or None
     if not a_bitrate and bit_depth and cc.name.startswith("pcm_"):
@@ -427,9 +444,13 @@ class AudioStream:
         container, astream, report = self._container, self._astream, self.report
         start, end = self.start_frame, self.end_frame
         position: int | None = 0  # file-time sample index of the next decoded sample
-        if start > 0:
+        tb = astream.time_base
+        # Seek only where timestamps resolve single samples; Matroska/WebM (1 ms) and the like
+        # would make the start inexact, so there the stream is decoded from the top and dropped
+        # (decoding runs at over 1000x real time).
+        sample_exact = tb is not None and tb <= Fraction(1, self.sample_rate)
+        if start > 0 and sample_exact:
             target_s = max(0.0, start / self.sample_rate - SEEK_PREROLL_S)
-            tb = astream.time_base
             ts = int(target_s / tb) + (astream.start_time or 0)
             try:
                 container.seek(ts, stream=astream, backward=True, any_frame=False)
@@ -541,3 +562,59 @@ def stream(url: str, *, start: float | str | None = None, end: float | str | Non
             )
         astream.thread_type = "AUTO"
         yield AudioStream(container, astream, info, start_s=start_s, end_s=end_s, block_frames=block_frames)
+
+
+# --------------------------------------------------------------------------------------------
+# encoding
+
+
+def write(path: str, y: np.ndarray, sr: int, *, codec: str = "pcm_s16le", layout: str | None = None,
+          sample_fmt: str | None = None, bit_rate: int | None = None,
+          container_format: str | None = None, clip: bool = True) -> None:
+    """Encode ``y`` (channels, frames), float with full scale 1.0, to a local ``path``.
+
+    Parameters
+    ----------
+    codec : str
+        FFmpeg encoder name (``pcm_s16le``, ``pcm_s24le``, ``pcm_f32le``, ``flac``, ``aac``,
+        ``libmp3lame``, ``libopus``, ``ac3``, ...).
+    layout : str, optional
+        FFmpeg channel layout name; default: the default layout for the channel count.
+    sample_fmt : str, optional
+        Encoder sample format (``s16``, ``s32``, ``flt``, ``fltp``); default: the encoder's first.
+    clip : bool
+        Clip to [-1, 1] first (set False to keep float overs in ``pcm_f32le``).
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1:
+        y = y[np.newaxis, :]
+    if clip:
+        y = np.clip(y, -1.0, 1.0)
+    y = np.ascontiguousarray(y)
+    if layout is None:
+        layout = default_layout(y.shape[0])[0]
+    with av.open(str(path), mode="w", format=container_format) as out:
+        stream = out.add_stream(codec, rate=sr, layout=layout)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        if sample_fmt:
+            stream.format = sample_fmt
+        elif stream.codec_context.codec.audio_formats:
+            stream.format = stream.codec_context.codec.audio_formats[0].name
+        frame_len = stream.codec_context.frame_size or 1024
+        resampler = av.AudioResampler(format=stream.format.name, layout=layout, rate=sr)
+        for i in range(0, y.shape[1], frame_len):
+            chunk = y[:, i:i + frame_len]
+            # Packed (interleaved) input: PyAV's planar path mishandles 8+ channels.
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T).reshape(1, -1),
+                                               format="flt", layout=layout)
+            frame.sample_rate = sr
+            frame.pts = i
+            for f in resampler.resample(frame):
+                for packet in stream.encode(f):
+                    out.mux(packet)
+        for f in resampler.resample(None):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)

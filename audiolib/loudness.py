@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels
+from .channels import default_layout
 from .errors import InvalidParameter
 
 __all__ = [
@@ -111,18 +112,8 @@ def channel_weights(channel_names: Sequence[str]) -> np.ndarray:
 
 
 def default_channel_names(channels: int) -> tuple[str, ...]:
-    """FFmpeg's default layout for a channel count (mono, stereo, 2.1 ... 7.1)."""
-    defaults = {
-        1: ("FC",),
-        2: ("FL", "FR"),
-        3: ("FL", "FR", "FC"),
-        4: ("FL", "FR", "FC", "BC"),
-        5: ("FL", "FR", "FC", "BL", "BR"),
-        6: ("FL", "FR", "FC", "LFE", "BL", "BR"),
-        7: ("FL", "FR", "FC", "LFE", "BC", "SL", "SR"),
-        8: ("FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"),
-    }
-    return defaults.get(channels, tuple(f"ch{i}" for i in range(channels)))
+    """FFmpeg's default layout's channel names for a channel count."""
+    return default_layout(channels)[1]
 
 
 def k_weighting_sos(sample_rate: float) -> np.ndarray:
