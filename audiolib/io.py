@@ -342,6 +342,31 @@ def _media_info(container: Any, astream: Any, url: str, size: int | None) -> Med
     )
 
 
+def _wav_declared_data_bytes(url: str) -> tuple[int, int] | None:
+    """``(data offset, declared data size)`` from a RIFF/WAVE header, or None if not found.
+
+    FFmpeg trusts the file size over the header, so a cut WAV looks complete to it; the header's
+    ``data`` chunk size is what the file was meant to hold.
+    """
+    import struct
+
+    try:
+        with fsspec.open(url if "://" in url else _local_path(url), "rb") as f:
+            head = f.read(1 << 16)
+    except Exception:
+        return None
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk_id = head[pos:pos + 4]
+        (size,) = struct.unpack("<I", head[pos + 4:pos + 8])
+        if chunk_id == b"data":
+            return (pos + 8, size) if size not in (0, 0xFFFFFFFF) else None
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def probe(url: str, *, stream_index: int | None = None) -> MediaInfo:
     """Read the headers of ``url`` and return its media info (no audio is decoded).
 
@@ -409,6 +434,14 @@ class AudioStream:
         self.block_frames = block_frames
         self.report = DecodeReport()
         self._used = False
+        self._declared_frames: int | None = None
+        if info.container.format_name == "wav" and info.audio.bit_depth:
+            header = _wav_declared_data_bytes(self.url)
+            if header is not None and info.container.size_bytes is not None:
+                offset, data_bytes = header
+                if offset + data_bytes > info.container.size_bytes:
+                    frame_bytes = self.channels * info.audio.bit_depth // 8
+                    self._declared_frames = data_bytes // frame_bytes
 
     @property
     def start_s(self) -> float:
@@ -508,7 +541,10 @@ class AudioStream:
         report = self.report
         if report.truncated:
             return
+        declared = self._declared_frames
         duration = self.info.audio.duration_s or self.info.container.duration_s
+        if declared is not None:
+            duration = max(duration or 0.0, declared / self.sample_rate)
         if not duration:
             return
         expected_end = int(round(duration * self.sample_rate))
@@ -522,8 +558,8 @@ class AudioStream:
         if missing > tolerance:
             report.truncated = True
             report.problem = (
-                f"file is truncated: decoded {report.frames / self.sample_rate:.3f} s of "
-                f"{expected / self.sample_rate:.3f} s the headers declare"
+                f"file is truncated: decoded {report.frames / self.sample_rate:.3f} s of the "
+                f"{expected / self.sample_rate:.3f} s its headers declare"
             )
 
 
