@@ -165,7 +165,7 @@ class LoudnessResult:
     loudness_range_lu : float or None
         LRA (EBU Tech 3342); None with fewer than one 3 s window above the gates.
     momentary_max_lufs, short_term_max_lufs : float or None
-        Largest 400 ms / 3 s loudness (windows every 100 ms).
+        Largest 400 ms / 3 s loudness over every window position (sample resolution).
     sample_peak_dbfs : float or None
         Largest absolute sample, dBFS; None for digital silence.
     sample_peak : float
