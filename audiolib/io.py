@@ -41,7 +41,7 @@ DEFAULT_BLOCK_FRAMES = 1 << 16
 #: Opus pre-skip) has settled by the first sample we keep.
 SEEK_PREROLL_S = 0.5
 #: Remote reads are made in blocks of this many bytes (fsspec read-ahead cache).
-REMOTE_BLOCK_BYTES = 4 << 20
+REMOTE_BLOCK_BYTES = 2 << 20
 
 # ffmpeg format names -> the short container kind Dolby reports.
 _KIND_BY_EXT = {
@@ -351,7 +351,8 @@ def _wav_declared_data_bytes(url: str) -> tuple[int, int] | None:
     import struct
 
     try:
-        with fsspec.open(url if "://" in url else _local_path(url), "rb") as f:
+        kwargs = {} if _is_local(url) else {"block_size": 1 << 16}
+        with fsspec.open(url if "://" in url else _local_path(url), "rb", **kwargs) as f:
             head = f.read(1 << 16)
     except Exception:
         return None
