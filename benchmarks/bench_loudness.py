@@ -10,8 +10,9 @@ What it does, in one run:
    flac / aac / mp3), so generation needs little memory whatever the duration.
 2. Warms up audioqc (numba compiles its kernels on the first call on a machine) on a short file,
    and reads the test file once so every peer sees a warm page cache.
-3. Times three peers on the same file, each as its own child process, reaping each with
-   ``os.wait4`` so ``ru_maxrss`` is that child's own peak RSS (exact, no polling):
+3. Times three peers on the same file, each as its own child process, reaped with ``os.wait4``
+   so ``ru_maxrss`` is that child's own peak RSS (exact, no polling).  Peers are spawned by a
+   tiny launcher process, not by this script (see ``LAUNCHER`` for why):
      * ``audioqc loudness FILE``
      * ``ffmpeg -nostats -hide_banner -i FILE -af ebur128=peak=true -f null -`` (summary parsed)
      * pyloudnorm: ``python -c`` reading with soundfile, ``Meter(sr).integrated_loudness`` and
@@ -264,26 +265,56 @@ def warm_page_cache(path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# Why a launcher: on Linux a child's ru_maxrss is never below the RSS high-water mark of the
+# address space it exec'd from.  subprocess / posix_spawn use vfork, so a peer spawned directly
+# from this script would report max(peer, this script's own peak RSS) -- hundreds of MB after
+# generating a test file.  Each peer is therefore spawned by a tiny launcher process (plain
+# python -S, ~10 MB), which reaps it with os.wait4 and reports the peer's rusage as JSON.
+LAUNCHER = r"""
+import json, os, sys, time
+out, err, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+fa = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+      (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+      (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
+t0 = time.perf_counter()
+try:
+    pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=fa)
+except OSError as exc:
+    with open(err, "a") as fh:
+        fh.write(f"cannot run {cmd[0]}: {exc}\n")
+    print(json.dumps({"wall_s": 0.0, "returncode": 127, "user_s": 0.0, "sys_s": 0.0, "maxrss_kib": 0}))
+    sys.exit(0)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+print(json.dumps({"wall_s": wall, "returncode": os.waitstatus_to_exitcode(status),
+                  "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "maxrss_kib": ru.ru_maxrss}))
+"""
+
+
 def run_measured(cmd: list[str], tmpdir: Path, tag: str) -> dict[str, Any]:
-    """Run cmd as a child; reap it with os.wait4 to get its own exact peak RSS."""
+    """Run cmd as a child of a tiny launcher that reaps it with os.wait4 (exact peak RSS)."""
     out_path = tmpdir / f"{tag}.stdout"
     err_path = tmpdir / f"{tag}.stderr"
-    with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        _, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped; keep Popen consistent
+    launcher = subprocess.run([sys.executable, "-S", "-E", "-c", LAUNCHER, str(out_path), str(err_path), *cmd],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if launcher.returncode != 0:
+        raise RuntimeError(f"launcher failed for {cmd[0]}: {launcher.stderr.strip()[-500:]}")
+    ru = json.loads(launcher.stdout)
     return {
         "cmd": cmd,
-        "returncode": proc.returncode,
-        "wall_s": wall,
-        "user_s": ru.ru_utime,
-        "sys_s": ru.ru_stime,
-        "peak_rss_mb": ru.ru_maxrss / 1024.0,  # Linux: KiB
+        "returncode": ru["returncode"],
+        "wall_s": ru["wall_s"],
+        "user_s": ru["user_s"],
+        "sys_s": ru["sys_s"],
+        "peak_rss_mb": ru["maxrss_kib"] / 1024.0,  # Linux: KiB
         "stdout": out_path.read_text(errors="replace"),
         "stderr": err_path.read_text(errors="replace"),
     }
+
+
+def rss_floor_mb(tmpdir: Path) -> float:
+    """Peak RSS reported for a trivial command: the measurement floor of the launcher."""
+    return run_measured(["true"], tmpdir, "floor")["peak_rss_mb"]
 
 
 def parse_audioqc(run: dict[str, Any]) -> dict[str, Any]:
@@ -544,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         out["file"] = {"path": str(path), "minutes": args.minutes, "codec": args.codec,
                        "bytes": path.stat().st_size, "sample_rate": SR, "channels": CHANNELS}
 
+        out["rss_floor_mb"] = rss_floor_mb(tmpdir)
+        print(f"peak-RSS measurement floor (launcher, `true`): {out['rss_floor_mb']:.1f} MB", flush=True)
         out["warmup"] = warm_up_audioqc(args, tmpdir)
         warm_page_cache(path)
 
