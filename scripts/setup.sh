@@ -7,10 +7,18 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# ffmpeg: the test oracle (ebur128, silencedetect) and benchmark peer; espeak-ng: recorded-style
+# speech for tests; extremetuxracer-data: real recorded music (Ogg Vorbis) for the ffmpeg
+# cross-checks.
+APT_PACKAGES="ffmpeg espeak-ng extremetuxracer-data"
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then

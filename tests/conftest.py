@@ -3,47 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from audiolib.io import write
+from benchmarks.material import programme, run_ffmpeg  # noqa: F401 (re-exported to tests)
 
 SR = 48000
-
-
-def sine(seconds: float, freq: float, dbfs: float, sr: int = SR, phase: float = 0.0) -> np.ndarray:
-    """A sine whose peak is ``dbfs``."""
-    t = np.arange(int(round(seconds * sr))) / sr
-    return (10 ** (dbfs / 20) * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32)
-
-
-def noise(seconds: float, dbfs_rms: float, sr: int = SR, channels: int = 2, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (10 ** (dbfs_rms / 20) * rng.standard_normal((channels, int(seconds * sr)))).astype(np.float32)
-
-
-def programme(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
-    """Stereo programme-like material: band-limited noise and tones under a slowly varying gain,
-    with a quiet passage; known to exercise gating and LRA."""
-    from scipy.signal import butter, sosfilt
-
-    rng = np.random.default_rng(seed)
-    n = int(seconds * sr)
-    t = np.arange(n) / sr
-    sos = butter(4, [100, 6000], btype="bandpass", fs=sr, output="sos")
-    x = sosfilt(sos, rng.standard_normal((2, n)), axis=1) * 0.2
-    x += 0.1 * np.sin(2 * np.pi * np.array([[220.0], [330.0]]) * t)
-    gain = 10 ** ((-8 * (0.5 + 0.5 * np.sin(2 * np.pi * t / 17.0))) / 20)
-    gain[(t > seconds * 0.6) & (t < seconds * 0.7)] *= 0.05
-    return (x * gain).astype(np.float32)
-
-
-def run_ffmpeg(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-                          check=True, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ several codecs, and pyloudnorm on short signals. Plus the CLI's output shapes.""
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import subprocess
 import sys
 
@@ -15,57 +13,14 @@ import pytest
 
 from audiolib import io, loudness
 from audiolib.diagnose import diagnose
-from conftest import SR, programme, run_ffmpeg
-
-
-def ffmpeg_ebur128(path: str) -> dict[str, float]:
-    """FFmpeg's own meter: integrated, LRA and true peak from the ebur128 summary."""
-    proc = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-i", path, "-map", "0:a:0",
-         "-af", "ebur128=peak=true", "-f", "null", "-"],
-        capture_output=True, text=True, check=True,
-    )
-    summary = proc.stderr[proc.stderr.rindex("Summary:"):]
-
-    def grab(label: str, unit: str) -> float:
-        return float(re.search(rf"{label}:\s+(-?[\d.]+|-inf)\s+{unit}", summary).group(1))
-
-    return {"I": grab("I", "LUFS"), "LRA": grab("LRA", "LU"), "TP": grab("Peak", "dBFS")}
+from benchmarks.material import ffmpeg_ebur128, music_variants, programme_variants
+from conftest import SR, programme
 
 
 @pytest.fixture(scope="module")
 def real_material(tmp_path_factory, ffmpeg) -> dict[str, str]:
-    """Speech recorded with espeak-ng (when installed) mixed over programme material, encoded in
-    several codecs: the kind of file FFmpeg's meter is routinely used on."""
-    d = tmp_path_factory.mktemp("real")
-    y = programme(40.0, seed=5)
-    if shutil.which("espeak-ng"):
-        speech_wav = d / "speech.wav"
-        text = ("Loudness is measured with K weighting and gating. " * 6).strip()
-        subprocess.run(["espeak-ng", "-w", str(speech_wav), "-s", "150", text], check=True, capture_output=True)
-        run_ffmpeg("-i", str(speech_wav), "-ar", str(SR), "-ac", "1", "-f", "f32le", str(d / "speech.raw"))
-        speech = np.fromfile(d / "speech.raw", dtype=np.float32)[: y.shape[1]]
-        y[:, : speech.size] += 0.8 * speech
-    src = d / "programme.wav"
-    io.write(str(src), y, SR, codec="pcm_s24le", sample_fmt="s32")
-    out = {"wav24": str(src)}
-    for name, args in {
-        "flac": ["-c:a", "flac"],
-        "mp3": ["-c:a", "libmp3lame", "-b:a", "192k"],
-        "aac": ["-c:a", "aac", "-b:a", "192k"],
-        "opus": ["-c:a", "libopus", "-b:a", "128k"],
-        "vorbis": ["-c:a", "libvorbis", "-q:a", "5"],
-        "ac3_5.1": ["-af", "pan=5.1|FL=c0|FR=c1|FC=0.5*c0+0.5*c1|LFE=0.1*c0|BL=0.5*c0|BR=0.5*c1",
-                    "-c:a", "ac3", "-b:a", "448k"],
-        "wav_44k": ["-ar", "44100", "-c:a", "pcm_s16le"],
-        "wav_22k_mono": ["-ar", "22050", "-ac", "1", "-c:a", "pcm_s16le"],
-    }.items():
-        ext = {"flac": "flac", "mp3": "mp3", "aac": "m4a", "opus": "opus", "vorbis": "ogg",
-               "ac3_5.1": "ac3"}.get(name, "wav")
-        path = d / f"programme_{name}.{ext}"
-        run_ffmpeg("-i", str(src), *args, str(path))
-        out[name] = str(path)
-    return out
+    """Programme with espeak-ng speech over it, in several codecs (benchmarks/material.py)."""
+    return programme_variants(tmp_path_factory.mktemp("real"))
 
 
 @pytest.mark.parametrize("name", ["wav24", "flac", "mp3", "aac", "opus", "vorbis", "ac3_5.1",
@@ -74,6 +29,22 @@ def test_agrees_with_ffmpeg_ebur128(real_material, name):
     """FFmpeg prints I and LRA to 0.1 and resamples to 192 kHz for the true peak; we use the
     BS.1770-4 Annex 2 filter at 4x. Both decode with FFmpeg's decoders."""
     path = real_material[name]
+    ours = diagnose(path, only="loudness").blocks["loudness"]
+    ref = ffmpeg_ebur128(path)
+    assert ours.integrated_lufs == pytest.approx(ref["I"], abs=0.1 + 0.05)
+    assert ours.loudness_range_lu == pytest.approx(ref["LRA"], abs=0.2)
+    assert ours.true_peak_dbtp == pytest.approx(ref["TP"], abs=0.3)
+
+
+@pytest.fixture(scope="module")
+def real_music(tmp_path_factory, ffmpeg) -> dict[str, str]:
+    """Recorded music (Debian's extremetuxracer-data) and transcodes of it."""
+    return music_variants(tmp_path_factory.mktemp("music"))
+
+
+@pytest.mark.parametrize("name", ["music_vorbis", "music2_vorbis", "music_mp3", "music_aac_48k", "music_flac"])
+def test_agrees_with_ffmpeg_on_recorded_music(real_music, name):
+    path = real_music[name]
     ours = diagnose(path, only="loudness").blocks["loudness"]
     ref = ffmpeg_ebur128(path)
     assert ours.integrated_lufs == pytest.approx(ref["I"], abs=0.1 + 0.05)
