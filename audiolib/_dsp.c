@@ -1,0 +1,186 @@
+/*
+ * Per-sample inner loops of the streaming analyzers, in plain C (called through ctypes from
+ * audiolib/_kernels.py). They hold no state of their own: callers pass the filter state in and
+ * get it back. Built as a CPython extension module only so that pip compiles it; the Python
+ * module object itself is empty.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#include <pmmintrin.h>
+#define AQ_FTZ_SAVE unsigned int aq_csr = _mm_getcsr(); _mm_setcsr(aq_csr | 0x8040);
+#define AQ_FTZ_RESTORE _mm_setcsr(aq_csr);
+#else
+#define AQ_FTZ_SAVE
+#define AQ_FTZ_RESTORE
+#endif
+
+/* One K-weighting step (two biquads, transposed direct form II) of one channel. */
+#define AQ_KSTEP(v, y2, s10, s11, s20, s21)                 \
+    do {                                                    \
+        const double y1_ = b10 * (v) + s10;                 \
+        s10 = b11 * (v) - a11 * y1_ + s11;                  \
+        s11 = b12 * (v) - a12 * y1_;                        \
+        y2 = b20 * y1_ + s20;                               \
+        s20 = b21 * y1_ - a21 * y2 + s21;                   \
+        s21 = b22 * y1_ - a22 * y2;                         \
+    } while (0)
+
+/*
+ * K-weight every channel (BS.1770-4 Annex 1: two biquads, float64) and accumulate the
+ * channel-weighted power sum_i G_i * y_i[n]^2 into out[n] (BS.1770-4 eq. 2 before the mean).
+ * x: channels x n float32, row stride `stride` samples. sos: 2 x 6. state: channels x 2 x 2.
+ * Channels are filtered two at a time (the recursions are latency-bound, two chains overlap).
+ * Subnormal numbers are flushed to zero while it runs: after sound stops the filter state decays
+ * into them, and they made every later sample ~35x slower (they are below -600 dB).
+ */
+void aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, const double *sos,
+                        double *state, const double *weights, double *out)
+{
+    AQ_FTZ_SAVE
+    for (int64_t i = 0; i < n; i++) out[i] = 0.0;
+    const double b10 = sos[0], b11 = sos[1], b12 = sos[2], a11 = sos[4], a12 = sos[5];
+    const double b20 = sos[6], b21 = sos[7], b22 = sos[8], a21 = sos[10], a22 = sos[11];
+    int64_t active[64];
+    int64_t na = 0;
+    for (int64_t c = 0; c < nch; c++) {
+        if (weights[c] != 0.0 && na < 64) active[na++] = c;
+    }
+    for (int64_t k = 0; k + 1 < na; k += 2) {
+        const int64_t c = active[k], d = active[k + 1];
+        const double gc = weights[c], gd = weights[d];
+        const float *xc = x + c * stride, *xd = x + d * stride;
+        double *sc = state + 4 * c, *sd = state + 4 * d;
+        double c10 = sc[0], c11 = sc[1], c20 = sc[2], c21 = sc[3];
+        double d10 = sd[0], d11 = sd[1], d20 = sd[2], d21 = sd[3];
+        for (int64_t i = 0; i < n; i++) {
+            double yc, yd;
+            const double vc = (double)xc[i], vd = (double)xd[i];
+            AQ_KSTEP(vc, yc, c10, c11, c20, c21);
+            AQ_KSTEP(vd, yd, d10, d11, d20, d21);
+            out[i] += gc * yc * yc + gd * yd * yd;
+        }
+        sc[0] = c10; sc[1] = c11; sc[2] = c20; sc[3] = c21;
+        sd[0] = d10; sd[1] = d11; sd[2] = d20; sd[3] = d21;
+    }
+    if (na % 2 == 1) {
+        const int64_t c = active[na - 1];
+        const double g = weights[c];
+        const float *xc = x + c * stride;
+        double *st = state + 4 * c;
+        double s10 = st[0], s11 = st[1], s20 = st[2], s21 = st[3];
+        for (int64_t i = 0; i < n; i++) {
+            double y;
+            const double v = (double)xc[i];
+            AQ_KSTEP(v, y, s10, s11, s20, s21);
+            out[i] += g * y * y;
+        }
+        st[0] = s10; st[1] = s11; st[2] = s20; st[3] = s21;
+    }
+    AQ_FTZ_RESTORE
+}
+
+/* max |sum_k taps[p][k] * x[i + k]| over the 4 phases and lo <= i < hi (12 taps per phase). */
+static float phase_max(const float *x, int64_t lo, int64_t hi, const float *taps, int64_t nph)
+{
+    float m = 0.0f;
+    for (int64_t p = 0; p < nph; p++) {
+        const float *h = taps + 12 * p;
+        const float h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3], h4 = h[4], h5 = h[5];
+        const float h6 = h[6], h7 = h[7], h8 = h[8], h9 = h[9], h10 = h[10], h11 = h[11];
+        float pm = 0.0f;
+        for (int64_t i = lo; i < hi; i++) {
+            const float *s = x + i;
+            float acc = s[0] * h0 + s[1] * h1 + s[2] * h2 + s[3] * h3 + s[4] * h4 + s[5] * h5
+                      + s[6] * h6 + s[7] * h7 + s[8] * h8 + s[9] * h9 + s[10] * h10 + s[11] * h11;
+            acc = fabsf(acc);
+            pm = acc > pm ? acc : pm;
+        }
+        m = pm > m ? pm : m;
+    }
+    return m;
+}
+
+typedef struct { float peak; int64_t index; } chunk_peak;
+
+static int by_peak_desc(const void *a, const void *b)
+{
+    const float pa = ((const chunk_peak *)a)->peak, pb = ((const chunk_peak *)b)->peak;
+    return (pa < pb) - (pa > pb);
+}
+
+/*
+ * Largest absolute interpolated sample of a 12-tap polyphase interpolator over x (n samples,
+ * the first 11 being history). Chunks whose sample peak (with the 11-sample margin) times
+ * bound_gain (max over phases of sum |taps|: no interpolated value can exceed it) cannot beat
+ * `floor` (the running maximum) are skipped: exact, and most chunks of ordinary programme are
+ * never interpolated. Returns max(floor, the interpolated peak); -1 if out of memory.
+ */
+float aq_true_peak_max(const float *x, int64_t n, const float *taps, int64_t nph, float bound_gain,
+                       float floor, int64_t chunk)
+{
+    const int64_t ntap = 12;
+    const int64_t n_out = n - ntap + 1;
+    if (n_out <= 0) return floor;
+    const int64_t nchunks = (n_out + chunk - 1) / chunk;
+    chunk_peak *peaks = (chunk_peak *)malloc(sizeof(chunk_peak) * (size_t)nchunks);
+    if (!peaks) return -1.0f;
+    for (int64_t j = 0; j < nchunks; j++) {
+        const int64_t lo = j * chunk;
+        const int64_t hi = (lo + chunk < n_out ? lo + chunk : n_out) + ntap - 1;
+        float m = 0.0f;
+        for (int64_t i = lo; i < hi; i++) {
+            const float a = fabsf(x[i]);
+            m = a > m ? a : m;
+        }
+        peaks[j].peak = m;
+        peaks[j].index = j;
+    }
+    qsort(peaks, (size_t)nchunks, sizeof(chunk_peak), by_peak_desc);
+    float best = floor;
+    for (int64_t jj = 0; jj < nchunks; jj++) {
+        if (peaks[jj].peak * bound_gain <= best) break;
+        const int64_t lo = peaks[jj].index * chunk;
+        const int64_t hi = lo + chunk < n_out ? lo + chunk : n_out;
+        const float m = phase_max(x, lo, hi, taps, nph);
+        best = m > best ? m : best;
+    }
+    free(peaks);
+    return best;
+}
+
+/*
+ * Track the largest sum of w consecutive values of a stream, at every sample. state is
+ * [position, samples seen, running sum, best sum], updated in place with ring (the last window).
+ * The running sum is recomputed exactly each time the ring wraps, so rounding cannot drift.
+ */
+void aq_sliding_sum_max(const double *power, int64_t n, double *ring, int64_t w, double *state)
+{
+    int64_t pos = (int64_t)state[0];
+    double seen = state[1], s = state[2], best = state[3];
+    for (int64_t i = 0; i < n; i++) {
+        const double p = power[i];
+        s += p - ring[pos];
+        ring[pos] = p;
+        if (++pos == w) {
+            pos = 0;
+            s = 0.0;
+            for (int64_t j = 0; j < w; j++) s += ring[j];
+        }
+        seen += 1.0;
+        if (seen >= (double)w && s > best) best = s;
+    }
+    state[0] = (double)pos;
+    state[1] = seen;
+    state[2] = s;
+    state[3] = best;
+}
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dsp", "C kernels (loaded with ctypes)", -1, NULL};
+
+PyMODINIT_FUNC PyInit__dsp(void) { return PyModule_Create(&module); }
