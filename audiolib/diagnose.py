@@ -15,7 +15,9 @@ import numpy as np
 
 from . import io
 from .errors import InvalidParameter
+from .clipping import ClippingDetector
 from .loudness import LoudnessMeter
+from .silence import SilenceDetector, parse_noise_db, validate_duration
 
 
 class Analyzer(Protocol):
@@ -28,30 +30,57 @@ class Analyzer(Protocol):
 
 @dataclass(frozen=True)
 class DiagnoseOptions:
-    """Options shared by the analyzers (all keyword, validated once)."""
+    """Options of the analyzers (all keyword, validated once).
+
+    The ``silence`` block of ``diagnose`` uses its own defaults (-60 dBFS, 0.5 s, every channel):
+    Dolby's block describes digital/near-digital silence in the programme, not the silence
+    endpoint's -30 dB speech pauses; both are configurable.
+    """
 
     gating: str = "level"
+    silence_noise: str | float = "-60dB"
+    silence_duration_s: float = 0.5
+    silence_mono: bool = False
 
     def __post_init__(self) -> None:
         if self.gating not in ("level",):
             raise InvalidParameter(f"gating={self.gating!r}: must be 'level'")
+        parse_noise_db(self.silence_noise)
+        validate_duration(self.silence_duration_s)
 
 
-class _LoudnessAnalyzer:
-    def __init__(self, stream: io.AudioStream, options: DiagnoseOptions) -> None:
-        self._meter = LoudnessMeter(stream.sample_rate, stream.channel_names)
-        self._gating = options.gating
+class _Bound:
+    """An analyzer whose result needs the options (adapts ``result()``)."""
 
-    def push(self, block: np.ndarray) -> None:
-        self._meter.push(block)
+    def __init__(self, analyzer: Any, finish: Callable[[Any], Any]) -> None:
+        self.push = analyzer.push
+        self._analyzer = analyzer
+        self._finish = finish
 
     def result(self) -> Any:
-        return self._meter.result(gating_mode=self._gating)
+        return self._finish(self._analyzer)
+
+
+def _loudness(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+    meter = LoudnessMeter(s.sample_rate, s.channel_names)
+    return _Bound(meter, lambda m: m.result(gating_mode=o.gating))
+
+
+def _silence(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+    return SilenceDetector(s.sample_rate, s.channel_names, noise=o.silence_noise,
+                           duration=o.silence_duration_s, mono=o.silence_mono, start_s=s.start_s)
+
+
+def _clipping(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+    return ClippingDetector(s.sample_rate, s.channel_names, codec=s.info.audio.codec,
+                            bit_depth=s.info.audio.bit_depth, start_s=s.start_s)
 
 
 #: Block name -> analyzer factory, in output order after ``media_info``.
 ANALYZERS: dict[str, Callable[[io.AudioStream, DiagnoseOptions], Analyzer]] = {
-    "loudness": _LoudnessAnalyzer,
+    "loudness": _loudness,
+    "silence": _silence,
+    "clipping": _clipping,
 }
 BLOCKS: tuple[str, ...] = ("media_info", *ANALYZERS)
 
@@ -97,7 +126,7 @@ def parse_blocks(only: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def diagnose(url: str, *, only: str | Sequence[str] | None = None, start: float | str | None = None,
              end: float | str | None = None, stream_index: int | None = None,
-             gating: str = "level") -> DiagnoseResult:
+             gating: str = "level", options: DiagnoseOptions | None = None) -> DiagnoseResult:
     """Decode ``url`` once and run every requested analysis on the same blocks.
 
     Parameters
@@ -111,10 +140,12 @@ def diagnose(url: str, *, only: str | Sequence[str] | None = None, start: float 
     stream_index : int, optional
         Audio stream (0-based among audio streams).
     gating : str
-        Loudness gating mode.
+        Loudness gating mode (ignored when ``options`` is given).
+    options : DiagnoseOptions, optional
+        Every analyzer option; default: the defaults with ``gating``.
     """
     requested = parse_blocks(only)
-    options = DiagnoseOptions(gating=gating)
+    options = options if options is not None else DiagnoseOptions(gating=gating)
     with io.stream(url, start=start, end=end, stream_index=stream_index) as s:
         analyzers = {name: ANALYZERS[name](s, options) for name in requested if name in ANALYZERS}
         if analyzers:

@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print SAMI LoudnessDetect\'s {"loudness": LUFS or -100, "peak": linear}')
     p.add_argument("--gating", choices=["level"], default="level", help="gating mode (default: level)")
 
+    p = sub.add_parser("silence", help="silence intervals, FFmpeg silencedetect semantics (the silence endpoint)")
+    p.add_argument("url")
+    add_common(p)
+    p.add_argument("--noise", default="-30dB", help="threshold, e.g. -30dB (default -30dB)")
+    p.add_argument("--duration", required=True, type=float, metavar="S",
+                   help="minimum silence duration in seconds (>= 0.1)")
+    p.add_argument("--mono", action=argparse.BooleanOptionalAction, default=True,
+                   help="detect on the channel average (default) or, with --no-mono, where every channel is silent")
+    p.add_argument("--channels", action="store_true",
+                   help="with --no-mono, also print each channel's intervals: {\"silence\": [...], \"channels\": {...}}")
+
     p = sub.add_parser("diagnose", help="every analysis in one decode pass")
     p.add_argument("urls", nargs="+", metavar="url")
     add_common(p)
@@ -88,6 +99,23 @@ def _cmd_loudness(args: argparse.Namespace) -> int:
         _warn(f"{args.url}: {result.decode.problem}")
     loud = result.blocks["loudness"]
     print(dumps(loud.to_sami() if args.sami else loud.to_dict()))
+    return 0
+
+
+def _cmd_silence(args: argparse.Namespace) -> int:
+    from audiolib.diagnose import DiagnoseOptions, diagnose
+
+    options = DiagnoseOptions(silence_noise=args.noise, silence_duration_s=args.duration, silence_mono=args.mono)
+    result = diagnose(args.url, only="silence", start=args.start, end=args.end,
+                      stream_index=args.stream, options=options)
+    if result.decode.truncated:
+        _warn(f"{args.url}: {result.decode.problem}")
+    silence = result.blocks["silence"]
+    if args.channels:
+        channels = {k: [iv.to_dict() for iv in v] for k, v in silence.channel_intervals.items()}
+        print(dumps({"silence": silence.to_list(), "channels": channels}))
+    else:
+        print(dumps(silence.to_list()))
     return 0
 
 
@@ -159,12 +187,30 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "diagnose": _cmd_diagnose}
+_COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "diagnose": _cmd_diagnose}
+
+
+#: Options whose values start with "-" (``--noise -30dB``), which argparse would take for flags.
+_NEGATIVE_VALUE_OPTIONS = ("--noise",)
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] in _NEGATIVE_VALUE_OPTIONS and i + 1 < len(items) and items[i + 1].startswith("-"):
+            out.append(f"{items[i]}={items[i + 1]}")
+            i += 2
+        else:
+            out.append(items[i])
+            i += 1
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``audioqc`` console command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
         return _COMMANDS[args.command](args)
     except AudioQCError as exc:

@@ -1,0 +1,100 @@
+"""Runs of True in a boolean sample stream, found block by block (vectorised, flat memory).
+
+Silence (samples below a threshold), clipping (samples at full scale) and similar detectors are
+all "find the stretches where a per-sample condition holds for at least N samples"; this module
+does that once, correctly across block boundaries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RunTracker:
+    """Track runs of True in a boolean stream pushed in blocks.
+
+    Parameters
+    ----------
+    min_samples : int
+        Shortest run reported (a run of exactly ``min_samples`` counts).
+    max_runs : int, optional
+        Keep at most this many runs (later ones are counted, not stored).
+
+    Runs are ``(start, end)`` absolute sample indices, ``end`` exclusive.
+    """
+
+    def __init__(self, min_samples: int, *, max_runs: int | None = None) -> None:
+        self.min_samples = max(1, int(min_samples))
+        self.max_runs = max_runs
+        self._position = 0
+        self._open_start: int | None = None  # start of the run still going at the block's end
+        self._starts: list[np.ndarray] = []
+        self._ends: list[np.ndarray] = []
+        self.count = 0  # every qualifying run, stored or not
+        self.stored = 0
+        self.true_samples = 0  # samples inside qualifying runs (closed ones)
+
+    def push(self, mask: np.ndarray) -> None:
+        """Add the next block's per-sample condition."""
+        n = mask.shape[0]
+        if n == 0:
+            return
+        m = mask.view(np.int8) if mask.dtype == np.bool_ else mask.astype(np.int8)
+        edges = np.flatnonzero(np.diff(m)) + 1  # first index of each new value
+        # Run starts/ends within the block (relative), with the open run from before.
+        starts = edges[m[edges] == 1]
+        ends = edges[m[edges] == 0]
+        if m[0] == 1:
+            starts = np.concatenate(([0], starts))
+        base = self._position
+        abs_starts = starts.astype(np.int64) + base
+        abs_ends = ends.astype(np.int64) + base
+        if self._open_start is not None:
+            if m[0] == 1:
+                abs_starts[0] = self._open_start  # the run continues
+            else:  # the run ended exactly at the block boundary
+                abs_ends = np.concatenate(([base], abs_ends))
+                abs_starts = np.concatenate(([self._open_start], abs_starts))
+        if m[-1] == 1:  # last run still open
+            self._open_start = int(abs_starts[-1])
+            abs_starts = abs_starts[:-1]
+        else:
+            self._open_start = None
+        self._keep(abs_starts, abs_ends)
+        self._position += n
+
+    def _keep(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        lengths = ends - starts
+        ok = lengths >= self.min_samples
+        starts, ends = starts[ok], ends[ok]
+        if starts.size == 0:
+            return
+        self.count += int(starts.size)
+        self.true_samples += int((ends - starts).sum())
+        room = starts.size if self.max_runs is None else max(0, self.max_runs - self.stored)
+        if room:
+            self._starts.append(starts[:room])
+            self._ends.append(ends[:room])
+            self.stored += int(min(room, starts.size))
+
+    def finish(self) -> None:
+        """Close a run still open at the end of the stream (it ends at the last sample)."""
+        if self._open_start is not None:
+            self._keep(np.array([self._open_start], np.int64), np.array([self._position], np.int64))
+            self._open_start = None
+
+    @property
+    def position(self) -> int:
+        """Samples pushed so far."""
+        return self._position
+
+    @property
+    def truncated(self) -> bool:
+        """True when more runs qualified than were stored."""
+        return self.count > self.stored
+
+    def runs(self) -> np.ndarray:
+        """``(k, 2)`` int64 array of stored ``[start, end)`` runs, in order."""
+        if not self._starts:
+            return np.empty((0, 2), np.int64)
+        return np.stack([np.concatenate(self._starts), np.concatenate(self._ends)], axis=1)
