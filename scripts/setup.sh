@@ -24,10 +24,16 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# pip's output without the noise of this machine's pip config (local indexes that may not exist)
+# and setuptools' deprecation banners; pip's own exit status is kept (pipefail).
+quiet() { "$@" 2>&1 | { grep -v -e "is ignored: it is neither" -e "BuildBackendWarning" -e "^  *[!*]" || true; }; }
+
 stamp=.venv/.lock-stamp
 if [ ! -f "$stamp" ] || ! cmp -s requirements.lock "$stamp"; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.lock
+  quiet .venv/bin/python -m pip install -q --upgrade pip
+  quiet .venv/bin/python -m pip install -q -r requirements.lock
+  .venv/bin/python -m pip check
   cp requirements.lock "$stamp"
 fi
-.venv/bin/python -m pip install -q --no-deps -e .
+quiet .venv/bin/python -m pip install -q --no-deps -e .
+.venv/bin/python -c "import audiolib._kernels"  # the C extension built and loads
