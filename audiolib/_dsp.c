@@ -181,6 +181,49 @@ void aq_sliding_sum_max(const double *power, int64_t n, double *ring, int64_t w,
     state[3] = best;
 }
 
+/*
+ * Where a per-sample condition changes along a block: writes the indices i (1 <= i < n) at which
+ * the condition of sample i differs from that of sample i - 1 into out, returns their number,
+ * and the condition of the first and last samples in *first / *last. Conditions (mode):
+ *   0: every channel |x| < thr        (silence, all channels; one channel when nch = 1)
+ *   1: |mean of the channels| < thr   (silence of the mono downmix)
+ *   2: |x| >= thr                     (at full scale; nch = 1)
+ *   3: |x| > thr                      (beyond full scale; nch = 1)
+ * x: nch rows of n float32, row stride `stride`. out must hold n - 1 indices.
+ */
+int64_t aq_transitions(const float *x, int64_t nch, int64_t n, int64_t stride, float thr, int mode,
+                       int8_t *first, int8_t *last, int64_t *out)
+{
+    int64_t count = 0;
+    int prev = 0;
+    const float inv = 1.0f / (float)nch;
+    for (int64_t i = 0; i < n; i++) {
+        int cond;
+        if (mode == 0) {
+            cond = 1;
+            for (int64_t c = 0; c < nch; c++) {
+                if (!(fabsf(x[c * stride + i]) < thr)) { cond = 0; break; }
+            }
+        } else if (mode == 1) {
+            float sum = 0.0f;
+            for (int64_t c = 0; c < nch; c++) sum += x[c * stride + i];
+            cond = fabsf(sum * inv) < thr;
+        } else if (mode == 2) {
+            cond = fabsf(x[i]) >= thr;
+        } else {
+            cond = fabsf(x[i]) > thr;
+        }
+        if (i == 0) {
+            *first = (int8_t)cond;
+        } else if (cond != prev) {
+            out[count++] = i;
+        }
+        prev = cond;
+    }
+    *last = (int8_t)prev;
+    return count;
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dsp", "C kernels (loaded with ctypes)", -1, NULL};
 
 PyMODINIT_FUNC PyInit__dsp(void) { return PyModule_Create(&module); }

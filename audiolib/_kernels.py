@@ -27,6 +27,10 @@ _lib.aq_kweighted_power.argtypes = [_f32, _i64, _i64, _i64, _f64, _f64, _f64, _f
 _lib.aq_kweighted_power.restype = None
 _lib.aq_true_peak_max.argtypes = [_f32, _i64, _f32, _i64, ctypes.c_float, ctypes.c_float, _i64]
 _lib.aq_true_peak_max.restype = ctypes.c_float
+_lib.aq_transitions.argtypes = [_f32, _i64, _i64, _i64, ctypes.c_float, ctypes.c_int,
+                                ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int8),
+                                np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")]
+_lib.aq_transitions.restype = _i64
 _lib.aq_sliding_sum_max.argtypes = [_f64, _i64, _f64, _i64, _f64]
 _lib.aq_sliding_sum_max.restype = None
 
@@ -73,3 +77,33 @@ def sliding_sum_max(power: np.ndarray, ring: np.ndarray, state: np.ndarray) -> N
     ``state`` is ``[position, samples seen, running sum, best sum]`` (float64), updated in place.
     """
     _lib.aq_sliding_sum_max(power, power.shape[0], ring, ring.shape[0], state)
+
+
+#: Conditions of :func:`transitions`.
+ALL_BELOW, MEAN_BELOW, AT_OR_ABOVE, ABOVE = 0, 1, 2, 3
+
+
+def transitions(x: np.ndarray, threshold: float, mode: int) -> tuple[np.ndarray, bool, bool]:
+    """Where a per-sample threshold condition changes along a block, in one pass.
+
+    Parameters
+    ----------
+    x : (channels, n) float32, C-contiguous (one row for modes AT_OR_ABOVE and ABOVE)
+    threshold : float
+    mode : int
+        ``ALL_BELOW`` (every channel ``|x| < t``), ``MEAN_BELOW`` (``|mean| < t``),
+        ``AT_OR_ABOVE`` (``|x| >= t``) or ``ABOVE`` (``|x| > t``).
+
+    Returns
+    -------
+    edges : int64 array
+        Indices where the condition differs from the previous sample's.
+    first, last : bool
+        The condition at the first and the last sample.
+    """
+    nch, n = x.shape
+    out = np.empty(max(n - 1, 1), np.int64)
+    first = ctypes.c_int8(0)
+    last = ctypes.c_int8(0)
+    count = _lib.aq_transitions(x, nch, n, n, threshold, mode, ctypes.byref(first), ctypes.byref(last), out)
+    return out[:count], bool(first.value), bool(last.value)

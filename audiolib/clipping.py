@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _kernels
 from .errors import InvalidParameter
 from .runs import RunTracker
 
@@ -136,17 +137,15 @@ class ClippingDetector:
         self.min_run = int(min_run)
         self._runs = [RunTracker(self.min_run, max_runs=MAX_RUNS) for _ in self.channel_names]
         self._over = [RunTracker(1, max_runs=MAX_RUNS) for _ in self.channel_names]
-        self._over_samples = 0
 
     def push(self, block: np.ndarray) -> None:
         """Add a float32 ``(channels, frames)`` block."""
-        mag = np.abs(block)
-        at_full = mag >= self.threshold
-        over = mag > 1.0
-        self._over_samples += int(np.count_nonzero(over))
-        for c in range(block.shape[0]):
-            self._runs[c].push(at_full[c])
-            self._over[c].push(over[c])
+        x = np.ascontiguousarray(block, dtype=np.float32)
+        n = x.shape[1]
+        for c in range(x.shape[0]):
+            row = x[c:c + 1]
+            self._runs[c].push_edges(*_kernels.transitions(row, float(self.threshold), _kernels.AT_OR_ABOVE), n)
+            self._over[c].push_edges(*_kernels.transitions(row, 1.0, _kernels.ABOVE), n)
 
     def result(self) -> ClippingResult:
         """Finish and merge the runs of all channels into sections."""
@@ -179,7 +178,7 @@ class ClippingDetector:
             sections=sections,
             first_event_s=sections[0].start_s if sections else None,
             clipped_samples=clipped,
-            over_full_scale_samples=self._over_samples,
+            over_full_scale_samples=sum(t.true_samples for t in self._over),
             channel_events=per_channel,
             threshold=float(self.threshold),
             min_run_samples=self.min_run,

@@ -35,27 +35,37 @@ class RunTracker:
         self.true_samples = 0  # samples inside qualifying runs (closed ones)
 
     def push(self, mask: np.ndarray) -> None:
-        """Add the next block's per-sample condition."""
-        n = mask.shape[0]
-        if n == 0:
+        """Add the next block's per-sample condition (a boolean array)."""
+        if mask.shape[0] == 0:
             return
         m = mask.view(np.int8) if mask.dtype == np.bool_ else mask.astype(np.int8)
-        edges = np.flatnonzero(np.diff(m)) + 1  # first index of each new value
-        # Run starts/ends within the block (relative), with the open run from before.
-        starts = edges[m[edges] == 1]
-        ends = edges[m[edges] == 0]
-        if m[0] == 1:
+        edges = np.flatnonzero(np.diff(m)) + 1
+        self.push_edges(edges, bool(m[0]), bool(m[-1]), mask.shape[0])
+
+    def push_edges(self, edges: np.ndarray, first: bool, last: bool, n: int) -> None:
+        """Add the next block of ``n`` samples, given as the indices where the condition
+        changes (``edges``, increasing, within 1..n-1) and its value at the first and last
+        sample (what :func:`audiolib._kernels.transitions` returns)."""
+        if n == 0:
+            return
+        # The condition alternates at each edge: after edge k it is `first` xor (k even).
+        after = np.arange(edges.size) % 2 == 0
+        if first:
+            after = ~after
+        starts = edges[after]
+        ends = edges[~after]
+        if first:
             starts = np.concatenate(([0], starts))
         base = self._position
         abs_starts = starts.astype(np.int64) + base
         abs_ends = ends.astype(np.int64) + base
         if self._open_start is not None:
-            if m[0] == 1:
+            if first:
                 abs_starts[0] = self._open_start  # the run continues
             else:  # the run ended exactly at the block boundary
                 abs_ends = np.concatenate(([base], abs_ends))
                 abs_starts = np.concatenate(([self._open_start], abs_starts))
-        if m[-1] == 1:  # last run still open
+        if last:  # last run still open
             self._open_start = int(abs_starts[-1])
             abs_starts = abs_starts[:-1]
         else:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _kernels
 from .errors import InvalidParameter
 from .runs import RunTracker
 
@@ -178,15 +179,18 @@ class SilenceDetector:
 
     def push(self, block: np.ndarray) -> None:
         """Add a float32 ``(channels, frames)`` block."""
-        quiet = np.abs(block) < self._threshold  # (channels, n), FFmpeg: *p < noise && *p > -noise
-        self._loud_seen |= ~quiet.all(axis=1)
-        if self.mono:
-            mix = block.mean(axis=0) if block.shape[0] > 1 else block[0]
-            self._all.push(np.abs(mix) < self._threshold)
-        else:
-            self._all.push(quiet.all(axis=0))
-            for tracker, row in zip(self._per_channel, quiet):
-                tracker.push(row)
+        x = np.ascontiguousarray(block, dtype=np.float32)
+        n = x.shape[1]
+        thr = float(self._threshold)  # FFmpeg: *p < noise && *p > -noise
+        mode = _kernels.MEAN_BELOW if self.mono else _kernels.ALL_BELOW
+        self._all.push_edges(*_kernels.transitions(x, thr, mode), n)
+        for c in range(x.shape[0]):
+            row = x[c:c + 1]
+            edges, first, last = _kernels.transitions(row, thr, _kernels.ALL_BELOW)
+            if edges.size or not first:
+                self._loud_seen[c] = True
+            if not self.mono:
+                self._per_channel[c].push_edges(edges, first, last, n)
 
     def _intervals(self, tracker: RunTracker) -> tuple[SilenceInterval, ...]:
         runs = tracker.runs()
