@@ -191,36 +191,48 @@ void aq_sliding_sum_max(const double *power, int64_t n, double *ring, int64_t w,
  *   3: |x| > thr                      (beyond full scale; nch = 1)
  * x: nch rows of n float32, row stride `stride`. out must hold n - 1 indices.
  */
+/* One loop per condition, so each compiles to a tight branch-light loop. */
+#define AQ_TRANSITION_LOOP(COND)                                    \
+    do {                                                            \
+        int prev = (COND(0));                                       \
+        *first = (int8_t)prev;                                      \
+        for (int64_t i = 1; i < n; i++) {                           \
+            const int cond = (COND(i));                             \
+            if (cond != prev) { out[count++] = i; prev = cond; }    \
+        }                                                           \
+        *last = (int8_t)prev;                                       \
+    } while (0)
+
+static inline int all_below(const float *x, int64_t nch, int64_t stride, int64_t i, float thr)
+{
+    int cond = 1;
+    for (int64_t c = 0; c < nch; c++) cond &= fabsf(x[c * stride + i]) < thr;
+    return cond;
+}
+
+static inline int mean_below(const float *x, int64_t nch, int64_t stride, int64_t i, float thr, float inv)
+{
+    float sum = 0.0f;
+    for (int64_t c = 0; c < nch; c++) sum += x[c * stride + i];
+    return fabsf(sum * inv) < thr;
+}
+
 int64_t aq_transitions(const float *x, int64_t nch, int64_t n, int64_t stride, float thr, int mode,
                        int8_t *first, int8_t *last, int64_t *out)
 {
     int64_t count = 0;
-    int prev = 0;
     const float inv = 1.0f / (float)nch;
-    for (int64_t i = 0; i < n; i++) {
-        int cond;
-        if (mode == 0) {
-            cond = 1;
-            for (int64_t c = 0; c < nch; c++) {
-                if (!(fabsf(x[c * stride + i]) < thr)) { cond = 0; break; }
-            }
-        } else if (mode == 1) {
-            float sum = 0.0f;
-            for (int64_t c = 0; c < nch; c++) sum += x[c * stride + i];
-            cond = fabsf(sum * inv) < thr;
-        } else if (mode == 2) {
-            cond = fabsf(x[i]) >= thr;
-        } else {
-            cond = fabsf(x[i]) > thr;
-        }
-        if (i == 0) {
-            *first = (int8_t)cond;
-        } else if (cond != prev) {
-            out[count++] = i;
-        }
-        prev = cond;
-    }
-    *last = (int8_t)prev;
+    if (n <= 0) { *first = *last = 0; return 0; }
+#define C_ALL(i) all_below(x, nch, stride, (i), thr)
+#define C_ONE(i) (fabsf(x[(i)]) < thr)
+#define C_MEAN(i) mean_below(x, nch, stride, (i), thr, inv)
+#define C_AT(i) (fabsf(x[(i)]) >= thr)
+#define C_OVER(i) (fabsf(x[(i)]) > thr)
+    if (mode == 0 && nch == 1) AQ_TRANSITION_LOOP(C_ONE);
+    else if (mode == 0) AQ_TRANSITION_LOOP(C_ALL);
+    else if (mode == 1) AQ_TRANSITION_LOOP(C_MEAN);
+    else if (mode == 2) AQ_TRANSITION_LOOP(C_AT);
+    else AQ_TRANSITION_LOOP(C_OVER);
     return count;
 }
 

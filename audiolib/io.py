@@ -393,15 +393,16 @@ def _frame_to_array(frame: Any, channels: int) -> np.ndarray:
     """Decoded frame -> float32 ``(channels, samples)`` in [-1, 1) full scale."""
     arr = frame.to_ndarray()
     fmt = frame.format.name
-    if not frame.format.is_planar:
-        arr = arr.reshape(-1, channels).T
     base = fmt.rstrip("p")
     if base in ("flt", "dbl"):
-        return np.asarray(arr, dtype=np.float32)
-    scale = _INT_SCALE[base]
-    if base == "u8":
-        return (arr.astype(np.float32) - 128.0) / np.float32(scale)
-    return arr.astype(np.float32) * np.float32(1.0 / scale)
+        out = arr.astype(np.float32, copy=False)
+    elif base == "u8":
+        out = (arr.astype(np.float32) - 128.0) / np.float32(_INT_SCALE[base])
+    else:
+        out = arr.astype(np.float32) * np.float32(1.0 / _INT_SCALE[base])
+    if not frame.format.is_planar:  # interleaved: (1, n * channels) -> (channels, n)
+        out = out.reshape(-1, channels).T
+    return np.ascontiguousarray(out)
 
 
 class AudioStream:
