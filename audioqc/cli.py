@@ -121,7 +121,8 @@ def _cmd_silence(args: argparse.Namespace) -> int:
 
 _TABLE_COLUMNS = [
     ("file", 28), ("codec", 9), ("ch", 3), ("rate", 6), ("dur_s", 8),
-    ("I_LUFS", 7), ("LRA_LU", 6), ("TP_dBTP", 7), ("M_max", 6), ("S_max", 6), ("status", 0),
+    ("I_LUFS", 7), ("LRA_LU", 6), ("TP_dBTP", 7), ("M_max", 6), ("S_max", 6), ("silence_%", 9),
+    ("clip_events", 11), ("status", 0),
 ]
 
 
@@ -136,7 +137,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:
     name = url.rsplit("/", 1)[-1]
     if result is None:
-        return [name] + ["-"] * 9 + [f"error: {error}"]
+        return [name] + ["-"] * (len(_TABLE_COLUMNS) - 2) + [f"error: {error}"]
     a = result.media_info.audio
     loud = result.blocks.get("loudness")
     status = "truncated" if result.decode.truncated else "ok"
@@ -146,6 +147,10 @@ def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:
                   _fmt(loud.momentary_max_lufs), _fmt(loud.short_term_max_lufs)]
     else:
         cells += ["-"] * 5
+    silence = result.blocks.get("silence")
+    clipping = result.blocks.get("clipping")
+    cells.append(_fmt(silence.percentage) if silence is not None else "-")
+    cells.append(str(clipping.events) if clipping is not None else "-")
     return cells + [status]
 
 

@@ -109,6 +109,12 @@ def main(dest: str) -> int:
           bit_rate=128000)
     write(out / "speech_like_mono.opus", speech[np.newaxis, :], SR, codec="libopus", layout="mono",
           sample_fmt="flt", bit_rate=32000, container_format="ogg")
+    # Faults to find: 1 s of digital silence at both ends, and a passage driven into clipping.
+    faulty = speech_like(10.0, rng)
+    faulty[int(4 * SR):int(6 * SR)] *= 4.0
+    faulty = np.concatenate([np.zeros(SR), np.clip(faulty, -1.0, 1.0), np.zeros(SR)])
+    write(out / "faulty_speech_clipped_gaps.wav", np.stack([faulty, faulty]), SR, codec="pcm_s16le",
+          layout="stereo", sample_fmt="s16")
     for p in sorted(out.iterdir()):
         print(f"{p}  {p.stat().st_size} bytes")
     return 0
