@@ -1,0 +1,1 @@
+"""Prefect tasks: one per audiolib call or storage step (the audit pipeline builds them)."""
