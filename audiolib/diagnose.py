@@ -15,6 +15,7 @@ import numpy as np
 
 from . import io
 from .errors import InvalidParameter
+from .channel_format import AlarmSettings, ChannelFormatAnalyzer
 from .clipping import ClippingDetector
 from .loudness import LoudnessMeter
 from .silence import SilenceDetector, parse_noise_db, validate_duration
@@ -41,8 +42,13 @@ class DiagnoseOptions:
     silence_noise: str | float = "-60dB"
     silence_duration_s: float = 0.5
     silence_mono: bool = False
+    compressed_channels: tuple[int, ...] = ()
+    alarms: AlarmSettings | None = None
 
     def __post_init__(self) -> None:
+        bad = [c for c in self.compressed_channels if isinstance(c, bool) or not isinstance(c, int) or c < 0]
+        if bad:
+            raise InvalidParameter(f"compressed_channels={list(self.compressed_channels)!r}: channel indices are integers >= 0")
         if self.gating not in ("level",):
             raise InvalidParameter(f"gating={self.gating!r}: must be 'level'")
         parse_noise_db(self.silence_noise)
@@ -76,11 +82,18 @@ def _clipping(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
                             bit_depth=s.info.audio.bit_depth, start_s=s.start_s)
 
 
+def _audio_format(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+    return ChannelFormatAnalyzer(s.sample_rate, s.channel_names, start_s=s.start_s,
+                                 codec=s.info.audio.codec, container=s.info.container.kind,
+                                 compressed_channels=o.compressed_channels, alarms=o.alarms)
+
+
 #: Block name -> analyzer factory, in output order after ``media_info``.
 ANALYZERS: dict[str, Callable[[io.AudioStream, DiagnoseOptions], Analyzer]] = {
     "loudness": _loudness,
     "silence": _silence,
     "clipping": _clipping,
+    "audio_format": _audio_format,
 }
 BLOCKS: tuple[str, ...] = ("media_info", *ANALYZERS)
 

@@ -69,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", action="store_true",
                    help="with --no-mono, also print each channel's intervals: {\"silence\": [...], \"channels\": {...}}")
 
+    p = sub.add_parser("format", help="channel format over time, compressed audio, alarms (Audio Format)")
+    p.add_argument("url")
+    add_common(p)
+    p.add_argument("--compressed-channels", default="", metavar="0,1",
+                   help="channels on which compressed (ST 337) audio is allowed")
+    p.add_argument("--alarms", default=None, metavar="FILE.json",
+                   help="alarmSettings JSON (sensitivity, secsInAlarmDuration, allowCompressedAudio, "
+                        "allowableAudioFormat, enabled)")
+
     p = sub.add_parser("diagnose", help="every analysis in one decode pass")
     p.add_argument("urls", nargs="+", metavar="url")
     add_common(p)
@@ -116,6 +125,53 @@ def _cmd_silence(args: argparse.Namespace) -> int:
         print(dumps({"silence": silence.to_list(), "channels": channels}))
     else:
         print(dumps(silence.to_list()))
+    return 0
+
+
+def _channel_list(text: str) -> tuple[int, ...]:
+    from audiolib.errors import InvalidParameter
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InvalidParameter(f"--compressed-channels={text!r}: give channel indices such as 0,1") from None
+    if any(v < 0 for v in values):
+        raise InvalidParameter(f"--compressed-channels={text!r}: channel indices are >= 0")
+    return values
+
+
+def _alarm_settings(path: str | None) -> Any:
+    import json
+
+    from audiolib.channel_format import AlarmSettings
+    from audiolib.errors import InvalidParameter
+
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise InvalidParameter(f"--alarms {path}: cannot read: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidParameter(f"--alarms {path}: not JSON: {exc}") from None
+    if isinstance(data, dict) and "alarmSettings" in data:
+        data = data["alarmSettings"]
+    if isinstance(data, dict) and "enabled" not in data:
+        data = {**data, "enabled": True}  # a settings file given on the command line is meant to run
+    return AlarmSettings.from_dict(data)
+
+
+def _cmd_format(args: argparse.Namespace) -> int:
+    from audiolib.diagnose import DiagnoseOptions, diagnose
+
+    options = DiagnoseOptions(compressed_channels=_channel_list(args.compressed_channels),
+                              alarms=_alarm_settings(args.alarms))
+    result = diagnose(args.url, only="audio_format", start=args.start, end=args.end,
+                      stream_index=args.stream, options=options)
+    if result.decode.truncated:
+        _warn(f"{args.url}: {result.decode.problem}")
+    print(dumps(result.blocks["audio_format"].to_dict()))
     return 0
 
 
@@ -192,7 +248,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "diagnose": _cmd_diagnose}
+_COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "format": _cmd_format,
+             "diagnose": _cmd_diagnose}
 
 
 #: Options whose values start with "-" (``--noise -30dB``), which argparse would take for flags.
