@@ -19,6 +19,7 @@ from .channel_format import AlarmSettings, ChannelFormatAnalyzer
 from .clipping import ClippingDetector
 from .loudness import LoudnessMeter
 from .silence import SilenceDetector, parse_noise_db, validate_duration
+from .technical import BandwidthAnalyzer, DcOffsetAnalyzer, DropoutAnalyzer, PhaseAnalyzer
 
 
 class Analyzer(Protocol):
@@ -88,12 +89,20 @@ def _audio_format(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
                                  compressed_channels=o.compressed_channels, alarms=o.alarms)
 
 
+def _technical(cls: type) -> Callable[[io.AudioStream, DiagnoseOptions], Analyzer]:
+    return lambda s, o: cls(s.sample_rate, s.channel_names, start_s=s.start_s)
+
+
 #: Block name -> analyzer factory, in output order after ``media_info``.
 ANALYZERS: dict[str, Callable[[io.AudioStream, DiagnoseOptions], Analyzer]] = {
     "loudness": _loudness,
     "silence": _silence,
     "clipping": _clipping,
     "audio_format": _audio_format,
+    "dc_offset": _technical(DcOffsetAnalyzer),
+    "phase": _technical(PhaseAnalyzer),
+    "bandwidth": _technical(BandwidthAnalyzer),
+    "dropouts": _technical(DropoutAnalyzer),
 }
 BLOCKS: tuple[str, ...] = ("media_info", *ANALYZERS)
 

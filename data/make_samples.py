@@ -50,6 +50,7 @@ def speech_like(seconds: float, rng: np.random.Generator, sr: int = SR) -> np.nd
         if rng.random() < 0.2:  # a pause
             env *= 0.0
         out[start:start + seg] = y * env
+    out -= out.mean()  # the pulse train is one-sided: speech carries no DC
     out /= np.max(np.abs(out)) + 1e-12
     return 10 ** (-6 / 20) * out
 
