@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _kernels
 from .errors import InvalidParameter
-from .runs import RunTracker
+from .runs import ChannelSection, RunTracker
 
 DEFAULT_MIN_RUN = 3  # Audacity "Find Clipping" default start threshold (samples)
 LOSSY_TOLERANCE = 1e-3  # -0.009 dB below full scale
@@ -45,16 +45,8 @@ def clip_level(codec: str | None, bit_depth: int | None) -> float:
     return 1.0 - LOSSY_TOLERANCE
 
 
-@dataclass(frozen=True)
-class ClipSection:
-    """Clipped samples of one or more channels close together, seconds of file time."""
-
-    start_s: float
-    end_s: float
-    channels: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"start": round(self.start_s, 6), "end": round(self.end_s, 6), "channels": list(self.channels)}
+#: Clipped samples of one or more channels close together, seconds of file time.
+ClipSection = ChannelSection
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,23 @@ does that once, correctly across block boundaries.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class ChannelSection:
+    """A stretch of file time, seconds, and the channels it involves (clipping, dropouts)."""
+
+    start_s: float
+    end_s: float
+    channels: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": round(float(self.start_s), 6), "end": round(float(self.end_s), 6),
+                "channels": list(self.channels)}
 
 
 class RunTracker:

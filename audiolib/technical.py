@@ -88,6 +88,7 @@ import numpy as np
 import scipy.fft
 
 from .errors import InvalidParameter
+from .runs import ChannelSection
 
 __all__ = [
     "BandwidthAnalyzer",
@@ -781,16 +782,8 @@ def _source_rate(bandwidth_hz: float, sample_rate: int) -> int | None:
 # dropouts
 
 
-@dataclass(frozen=True)
-class DropoutEvent:
-    """Exact-zero gap inside programme, seconds of file time; channels it hit."""
-
-    start_s: float
-    end_s: float
-    channels: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**_interval(self.start_s, self.end_s), "channels": list(self.channels)}
+#: Exact-zero gap inside programme, seconds of file time, and the channels it hit.
+DropoutEvent = ChannelSection
 
 
 @dataclass(frozen=True)
