@@ -15,11 +15,20 @@ import numpy as np
 
 from . import io
 from .errors import InvalidParameter
-from .channel_format import AlarmSettings, ChannelFormatAnalyzer
-from .clipping import ClippingDetector
-from .loudness import LoudnessMeter
-from .silence import SilenceDetector, parse_noise_db, validate_duration
-from .technical import BandwidthAnalyzer, DcOffsetAnalyzer, DropoutAnalyzer, PhaseAnalyzer
+from .channel_format import AlarmSettings, ChannelFormatAnalyzer, ChannelFormatResult
+from .clipping import ClippingDetector, ClippingResult
+from .loudness import LoudnessMeter, LoudnessResult
+from .silence import SilenceDetector, SilenceResult, parse_noise_db, validate_duration
+from .technical import (
+    BandwidthAnalyzer,
+    BandwidthResult,
+    DcOffsetAnalyzer,
+    DcOffsetResult,
+    DropoutAnalyzer,
+    DropoutResult,
+    PhaseAnalyzer,
+    PhaseResult,
+)
 
 
 class Analyzer(Protocol):
@@ -105,6 +114,18 @@ ANALYZERS: dict[str, Callable[[io.AudioStream, DiagnoseOptions], Analyzer]] = {
     "dropouts": _technical(DropoutAnalyzer),
 }
 BLOCKS: tuple[str, ...] = ("media_info", *ANALYZERS)
+#: Block name -> the frozen dataclass its analyzer returns (the report derives its schema from it).
+RESULT_TYPES: dict[str, type] = {
+    "media_info": io.MediaInfo,
+    "loudness": LoudnessResult,
+    "silence": SilenceResult,
+    "clipping": ClippingResult,
+    "audio_format": ChannelFormatResult,
+    "dc_offset": DcOffsetResult,
+    "phase": PhaseResult,
+    "bandwidth": BandwidthResult,
+    "dropouts": DropoutResult,
+}
 
 
 @dataclass(frozen=True)

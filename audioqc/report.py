@@ -1,0 +1,308 @@
+"""The Parquet QC report: the one module that owns its schema.
+
+One row per file per audit run. The schema is explicit (a ``pyarrow.Schema`` with a
+``schema_version``), and derived, not hand-copied, from the typed frozen dataclasses the analyzers
+return (:data:`audiolib.diagnose.RESULT_TYPES`): a new diagnose block appears in the report without
+any change to the pipeline.
+
+Columns
+-------
+- provenance: ``schema_version``, ``run_id``, ``run_time`` (UTC), ``source_url``, ``etag``,
+  ``mtime`` (UTC), ``size_bytes``, ``status`` (``ok``/``error``), ``error``, ``audioqc_version``,
+  ``analysis_version``;
+- the policy verdict: ``verdict`` (``pass``/``warn``/``fail``, null without a policy) and
+  ``verdict_reasons`` (a list of ``{metric, rule, severity, advice, value}``);
+- metrics: every field of every block's result, named ``{block}_{field}`` with the field's own
+  units (``loudness_integrated_lufs``, ``loudness_true_peak_dbtp``, ``clipping_events``,
+  ``silence_percentage``, ``media_info_audio_sample_rate_hz``, ...). A nested result object is
+  flattened with its name as a prefix (``phase_front_correlation``); lists of result objects are
+  nested ``list<struct>`` columns (silence sections, format segments); ``dict`` fields are
+  ``map<string, ...>`` columns; anything untyped is stored as JSON text.
+- ``run_date`` (``YYYY-MM-DD``) is the hive partition key of the dataset directory.
+
+Writes are atomic: on a local filesystem a part file is written under a hidden temporary name and
+renamed into place; on object storage a single PUT is atomic and nothing temporary is created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from audiolib import ANALYSIS_VERSION, __version__
+from audiolib.diagnose import RESULT_TYPES, DiagnoseResult
+
+SCHEMA_VERSION = 1
+PARTITION = "run_date"
+
+_REASON = pa.struct([("metric", pa.string()), ("rule", pa.string()), ("severity", pa.string()),
+                     ("advice", pa.string()), ("value", pa.string())])
+PROVENANCE_FIELDS: list[pa.Field] = [
+    pa.field("schema_version", pa.int32(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("run_time", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("source_url", pa.string(), nullable=False),
+    pa.field("etag", pa.string()),
+    pa.field("mtime", pa.timestamp("us", tz="UTC")),
+    pa.field("size_bytes", pa.int64()),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("audioqc_version", pa.string(), nullable=False),
+    pa.field("analysis_version", pa.string(), nullable=False),
+    pa.field("verdict", pa.string()),
+    pa.field("verdict_reasons", pa.list_(_REASON)),
+]
+#: Fields of result classes that say how a value was computed rather than what was measured.
+_SKIP_FIELDS = {("media_info", "url")}
+
+
+# ----------------------------------------------------------------------------------------------
+# schema from type hints
+
+
+def _unwrap_optional(hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0] if len(rest) == 1 else Any
+    return hint
+
+
+def _is_result_class(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
+
+
+def _members(cls: type) -> list[tuple[str, Any]]:
+    """(name, type hint) of a result class's dataclass fields and annotated properties."""
+    hints = typing.get_type_hints(cls)
+    out = [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+    for name in dir(cls):
+        attr = getattr(cls, name, None)
+        if isinstance(attr, property) and not name.startswith("_"):
+            ret = typing.get_type_hints(attr.fget).get("return")
+            if ret is not None:
+                out.append((name, ret))
+    return out
+
+
+def arrow_type(hint: Any) -> pa.DataType:
+    """The Arrow type for a Python type hint of a result field."""
+    hint = _unwrap_optional(hint)
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return pa.bool_()
+    if hint is int:
+        return pa.int64()
+    if hint is float:
+        return pa.float64()
+    if hint is str:
+        return pa.string()
+    if _is_result_class(hint):
+        return pa.struct([pa.field(n, arrow_type(h)) for n, h in _members(hint)])
+    if origin in (tuple, list, Sequence):
+        args = typing.get_args(hint)
+        return pa.list_(arrow_type(args[0] if args else Any))
+    if origin in (dict, Mapping):
+        key, value = typing.get_args(hint) or (str, Any)
+        return pa.map_(arrow_type(key), arrow_type(value))
+    return pa.string()  # Any and the like: JSON text
+
+
+def _block_fields(block: str, cls: type, prefix: str) -> list[tuple[pa.Field, tuple[str, ...]]]:
+    out: list[tuple[pa.Field, tuple[str, ...]]] = []
+    for name, hint in _members(cls):
+        if (block, name) in _SKIP_FIELDS:
+            continue
+        inner = _unwrap_optional(hint)
+        # ``loudness_range_lu`` of block ``loudness`` is ``loudness_range_lu``, not
+        # ``loudness_loudness_range_lu``.
+        column = name if prefix == block and (name == block or name.startswith(block + "_")) else f"{prefix}_{name}"
+        if _is_result_class(inner):  # a single nested result: flatten with a prefix
+            out += [(f, (name, *path)) for f, path in _block_fields(block, inner, column)]
+        else:
+            out.append((pa.field(column, arrow_type(hint)), (name,)))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _metric_layout() -> tuple[tuple[str, pa.Field, tuple[str, ...]], ...]:
+    layout = []
+    for block, cls in RESULT_TYPES.items():
+        for fld, path in _block_fields(block, cls, block):
+            layout.append((block, fld, path))
+    return tuple(layout)
+
+
+def metric_columns() -> list[str]:
+    """Every metric column name (what a QC policy may refer to)."""
+    return [fld.name for _, fld, _ in _metric_layout()]
+
+
+def metric_type(column: str) -> pa.DataType:
+    """Arrow type of a metric column (``KeyError`` for an unknown name)."""
+    for _, fld, _ in _metric_layout():
+        if fld.name == column:
+            return fld.type
+    raise KeyError(column)
+
+
+def schema() -> pa.Schema:
+    """The report schema (without the ``run_date`` partition column)."""
+    fields = list(PROVENANCE_FIELDS) + [fld for _, fld, _ in _metric_layout()]
+    return pa.schema(fields, metadata={b"audioqc_schema_version": str(SCHEMA_VERSION).encode()})
+
+
+# ----------------------------------------------------------------------------------------------
+# rows
+
+
+def _plain(value: Any, dtype: pa.DataType) -> Any:
+    """A result value converted to what pyarrow expects for ``dtype``."""
+    if value is None:
+        return None
+    if pa.types.is_struct(dtype):
+        return {f.name: _plain(getattr(value, f.name, None), f.type) for f in dtype}
+    if pa.types.is_list(dtype):
+        return [_plain(v, dtype.value_type) for v in value]
+    if pa.types.is_map(dtype):
+        return [(k, _plain(v, dtype.item_type)) for k, v in value.items()]
+    if pa.types.is_string(dtype) and not isinstance(value, str):
+        return json.dumps(value, default=str, allow_nan=False) if _finite(value) else None
+    if pa.types.is_floating(dtype):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if pa.types.is_integer(dtype):
+        return int(value)
+    return value
+
+
+def _finite(value: Any) -> bool:
+    try:
+        json.dumps(value, default=str, allow_nan=False)
+        return True
+    except ValueError:
+        return False
+
+
+def _get(obj: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        if obj is None:
+            return None
+        obj = getattr(obj, name)
+    return obj
+
+
+def flatten(result: DiagnoseResult) -> dict[str, Any]:
+    """Metric columns of one diagnose result (blocks not computed are null)."""
+    row: dict[str, Any] = {}
+    objects = {"media_info": result.media_info, **result.blocks}
+    for block, fld, path in _metric_layout():
+        obj = objects.get(block)
+        row[fld.name] = None if obj is None else _plain(_get(obj, path), fld.type)
+    return row
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """Identity of one audit run."""
+
+    run_id: str
+    run_time: datetime
+
+    @classmethod
+    def new(cls, run_id: str | None = None) -> RunInfo:
+        return cls(run_id or uuid.uuid4().hex[:16], datetime.now(timezone.utc))
+
+    @property
+    def run_date(self) -> str:
+        return self.run_time.strftime("%Y-%m-%d")
+
+
+def make_row(run: RunInfo, source_url: str, *, etag: str | None, mtime: datetime | None,
+             size_bytes: int | None, result: DiagnoseResult | None = None, error: str | None = None,
+             verdict: str | None = None, reasons: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """One report row: provenance, verdict and (for ``status == "ok"``) every metric."""
+    metrics = flatten(result) if result is not None else dict.fromkeys(metric_columns())
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run.run_id,
+        "run_time": run.run_time,
+        "source_url": source_url,
+        "etag": etag,
+        "mtime": mtime,
+        "size_bytes": size_bytes,
+        "status": "ok" if error is None else "error",
+        "error": error,
+        "audioqc_version": __version__,
+        "analysis_version": ANALYSIS_VERSION,
+        "verdict": verdict,
+        "verdict_reasons": [{k: (None if r.get(k) is None else str(r.get(k))) for k in
+                             ("metric", "rule", "severity", "advice", "value")} for r in reasons],
+        **metrics,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# writing and reading
+
+
+def write_rows(rows: Sequence[Mapping[str, Any]], report_url: str, run: RunInfo, part: int) -> str:
+    """Write rows as one Parquet part of the dataset at ``report_url``; returns its path.
+
+    The part lands at ``{report_url}/run_date=YYYY-MM-DD/part-{run_id}-{part:06d}.parquet``,
+    atomically (see the module docstring). Writing the same part again replaces it.
+    """
+    table = pa.Table.from_pylist(list(rows), schema=schema())
+    fs, root = fsspec.core.url_to_fs(report_url)
+    directory = f"{root.rstrip('/')}/{PARTITION}={run.run_date}"
+    name = f"part-{run.run_id}-{part:06d}.parquet"
+    final = f"{directory}/{name}"
+    fs.makedirs(directory, exist_ok=True)
+    if _is_local(fs):
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:  # object storage: one PUT of the finished bytes is atomic
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        fs.pipe_file(final, sink.getvalue().to_pybytes())
+    return final
+
+
+def _is_local(fs: Any) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def dataset(report_url: str) -> ds.Dataset:
+    """The report as one pyarrow dataset (all runs; ``run_date`` from the hive partition)."""
+    fs, root = fsspec.core.url_to_fs(report_url)
+    part = ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
+    return ds.dataset(root, filesystem=fs, format="parquet", partitioning=part,
+                      schema=schema().append(pa.field(PARTITION, pa.string())),
+                      exclude_invalid_files=False, ignore_prefixes=[".", "_"])
+
+
+def read_report(report_url: str, *, columns: Sequence[str] | None = None, run_id: str | None = None) -> pa.Table:
+    """Read the report (optionally one run's rows) as a table."""
+    data = dataset(report_url)
+    flt = ds.field("run_id") == run_id if run_id is not None else None
+    return data.to_table(columns=list(columns) if columns else None, filter=flt)
