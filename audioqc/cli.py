@@ -78,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alarmSettings JSON (sensitivity, secsInAlarmDuration, allowCompressedAudio, "
                         "allowableAudioFormat, enabled)")
 
+    p = sub.add_parser("audit", help="audit a collection into a Parquet QC report (Prefect flow)")
+    p.add_argument("source", help="directory or fsspec URL (s3://bucket/prefix), listed recursively")
+    p.add_argument("--report", required=True, metavar="DEST", help="report dataset URL (directory or s3://...)")
+    p.add_argument("--policy", default=None, metavar="NAME|PATH", help="QC policy preset or YAML file")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default 2)")
+    p.add_argument("--dask", default=None, metavar="ADDRESS", help="run on this Dask scheduler instead")
+    p.add_argument("--include", action="append", default=None, metavar="GLOB",
+                   help="only these files (default: media extensions); repeatable")
+    p.add_argument("--exclude", action="append", default=None, metavar="GLOB", help="skip these files; repeatable")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="files per task (default 8)")
+    p.add_argument("--part-rows", type=int, default=256, metavar="N",
+                   help="rows per report part file (default 256); a killed run loses at most these")
+    p.add_argument("--run-id", default=None, metavar="ID", help="resume the run with this id (or name a new run)")
+    p.add_argument("--no-reuse", dest="reuse", action="store_false",
+                   help="analyse every file even if unchanged since an earlier run")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's logs")
+
     p = sub.add_parser("diagnose", help="every analysis in one decode pass")
     p.add_argument("urls", nargs="+", metavar="url")
     add_common(p)
@@ -248,8 +265,52 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import os
+
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    import flows.audit as audit_flow
+    from audioqc import progress
+
+    err = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=False, disable=not err.is_terminal) as bar:
+        task_id = bar.add_task("auditing", total=None)
+
+        def hook(done: int, total: int) -> None:
+            bar.update(task_id, completed=done, total=total)
+
+        progress.hook = hook
+        try:
+            summary = audit_flow.run_audit(
+                args.source, args.report, workers=args.workers, dask_address=args.dask, policy=args.policy,
+                include=args.include, exclude=args.exclude, batch_size=args.batch_size,
+                part_rows=args.part_rows, run_id=args.run_id,
+                reuse=args.reuse)
+        finally:
+            progress.hook = None
+    counts = summary["counts"]
+    print(f"run {summary['run_id']}: {summary['files']} files under {summary['source']} -> {summary['report']} "
+          f"(run_date={summary['run_date']})")
+    print(f"  analysed {summary['analysed']}, reused {summary['reused']} unchanged, "
+          f"{summary['already_done']} already in this run")
+    width = max([len(k) for k in counts] + [6])
+    for key in ("pass", "ok", "warn", "fail", "error"):
+        if key in counts:
+            print(f"  {key.ljust(width)}  {counts[key]}")
+    for w in summary["worst"][:10]:
+        why = w["why"] if w["why"].startswith(w["file"]) else f"{w['file']}: {w['why']}"
+        print(f"  {w['status']}: {why}")
+    return 0
+
+
 _COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "format": _cmd_format,
-             "diagnose": _cmd_diagnose}
+             "audit": _cmd_audit, "diagnose": _cmd_diagnose}
 
 
 #: Options whose values start with "-" (``--noise -30dB``), which argparse would take for flags.

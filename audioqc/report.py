@@ -232,6 +232,24 @@ class RunInfo:
         return self.run_time.strftime("%Y-%m-%d")
 
 
+REASON_KEYS = ("metric", "rule", "severity", "advice", "value")
+
+
+def format_reasons(reasons: Iterable[Mapping[str, Any]]) -> list[dict[str, str | None]]:
+    """Policy reasons as the ``verdict_reasons`` column holds them (text; values as JSON)."""
+    out = []
+    for r in reasons:
+        item: dict[str, str | None] = {}
+        for key in REASON_KEYS:
+            value = r.get(key)
+            if value is None or isinstance(value, str):
+                item[key] = value
+            else:
+                item[key] = json.dumps(value, default=str) if _finite(value) else None
+        out.append(item)
+    return out
+
+
 def make_row(run: RunInfo, source_url: str, *, etag: str | None, mtime: datetime | None,
              size_bytes: int | None, result: DiagnoseResult | None = None, error: str | None = None,
              verdict: str | None = None, reasons: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
@@ -250,8 +268,7 @@ def make_row(run: RunInfo, source_url: str, *, etag: str | None, mtime: datetime
         "audioqc_version": __version__,
         "analysis_version": ANALYSIS_VERSION,
         "verdict": verdict,
-        "verdict_reasons": [{k: (None if r.get(k) is None else str(r.get(k))) for k in
-                             ("metric", "rule", "severity", "advice", "value")} for r in reasons],
+        "verdict_reasons": format_reasons(reasons),
         **metrics,
     }
 

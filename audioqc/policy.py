@@ -1,0 +1,455 @@
+"""QC policies: YAML rules on report metrics, and a pass/warn/fail verdict per file.
+
+A policy is a YAML file::
+
+    name: EBU R128 broadcast
+    description: ...
+    source: EBU R 128 v4.0 (2020)          # the spec the values come from
+    rules:
+      - metric: loudness_integrated_lufs    # a report metric column (audioqc.report.metric_columns)
+        between: [-24.0, -22.0]             # exactly one condition, see below
+        severity: fail                      # fail | warn
+        advice: "Normalise the programme to -23 LUFS ..."
+        when_missing: warn                  # fail | warn | pass: what a null metric means (default warn)
+
+Conditions, by the metric's Arrow type (checked when the policy loads):
+
+- numbers (``int64``, ``double``): ``between: [lo, hi]`` (inclusive), ``min: x`` (value >= x),
+  ``max: x`` (value <= x), ``equals``, ``not_equals``, ``in: [...]``, ``not_in: [...]``;
+- strings: ``equals``, ``not_equals``, ``in``, ``not_in``;
+- booleans: ``equals: true|false``, ``not_equals``, ``is_true: true``, ``is_false: true``;
+- lists of scalars (``list<string>``, ...): ``contains: x``, ``not_contains: x``,
+  ``empty: true|false``.
+
+Nested columns (structs, maps, lists of structs) take no rules. Everything is validated on load:
+an unknown metric (with close names suggested), an unknown key, a condition or operand that does not
+fit the metric's type, a bad severity, no rules or malformed YAML raise
+:class:`~audiolib.errors.InvalidParameter` naming the file and the problem, so a typo never turns
+into a silent pass.
+
+Presets live in ``data/policies/NAME.yaml`` of the repository (:func:`list_presets`); a preset is
+loaded by its name (``load_policy("ebu-r128")``), any other policy by its path or fsspec URL.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from audiolib.errors import InvalidParameter
+
+from .report import metric_columns, metric_type
+
+SEVERITIES = ("fail", "warn")
+WHEN_MISSING = ("fail", "warn", "pass")
+VERDICTS = ("pass", "warn", "fail")
+#: Keys of one reason in :attr:`Verdict.reasons` (the report's ``verdict_reasons`` struct).
+REASON_KEYS = ("metric", "rule", "severity", "advice", "value")
+
+_NUMBER_OPS = ("between", "min", "max", "equals", "not_equals", "in", "not_in")
+_STRING_OPS = ("equals", "not_equals", "in", "not_in")
+_BOOL_OPS = ("equals", "not_equals", "is_true", "is_false")
+_LIST_OPS = ("contains", "not_contains", "empty")
+OPERATORS = tuple(dict.fromkeys(_NUMBER_OPS + _BOOL_OPS + _LIST_OPS))
+_RULE_KEYS = ("metric", "severity", "advice", "when_missing", *OPERATORS)
+_POLICY_KEYS = ("name", "description", "source", "rules")
+_SYMBOLS = {"min": ">=", "max": "<=", "equals": "==", "not_equals": "!="}
+
+
+# ----------------------------------------------------------------------------------------------
+# the model
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One condition on one metric.
+
+    ``op`` is one of :data:`OPERATORS`; ``operand`` its value (a ``(lo, hi)`` tuple for
+    ``between``, a tuple for ``in``/``not_in``, ``True`` for ``is_true``/``is_false``).
+    """
+
+    metric: str
+    op: str
+    operand: Any
+    severity: str
+    advice: str
+    when_missing: str = "warn"
+
+    def describe(self) -> str:
+        """The condition as text: ``between [-24.0, -22.0]``, ``<= -1.0``, ``== 0``."""
+        x = self.operand
+        if self.op == "between":
+            return f"between [{_fmt(x[0])}, {_fmt(x[1])}]"
+        if self.op in _SYMBOLS:
+            return f"{_SYMBOLS[self.op]} {_fmt(x)}"
+        if self.op in ("in", "not_in"):
+            return f"{self.op.replace('_', ' ')} [{', '.join(_fmt(v) for v in x)}]"
+        if self.op in ("is_true", "is_false"):
+            return self.op.replace("_", " ")
+        if self.op == "empty":
+            return "is empty" if x else "is not empty"
+        return f"{self.op.replace('_', ' ')} {_fmt(x)}"
+
+    def holds(self, value: Any) -> bool:
+        """Whether a (non-null) value satisfies the rule."""
+        op, x = self.op, self.operand
+        if op == "between":
+            return x[0] <= value <= x[1]
+        if op == "min":
+            return value >= x
+        if op == "max":
+            return value <= x
+        if op == "equals":
+            return _same(value, x)
+        if op == "not_equals":
+            return not _same(value, x)
+        if op == "in":
+            return any(_same(value, v) for v in x)
+        if op == "not_in":
+            return not any(_same(value, v) for v in x)
+        if op == "is_true":
+            return value is True
+        if op == "is_false":
+            return value is False
+        if op == "contains":
+            return any(_same(v, x) for v in value)
+        if op == "not_contains":
+            return not any(_same(v, x) for v in value)
+        if op == "empty":
+            return (len(value) == 0) is x
+        raise AssertionError(op)  # validated on load
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A named set of rules (see the module docstring for the YAML form)."""
+
+    name: str
+    description: str
+    source: str
+    rules: tuple[Rule, ...]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Metric columns the policy reads, in rule order, without repeats."""
+        return tuple(dict.fromkeys(r.metric for r in self.rules))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict on one file: ``"pass"``, ``"warn"`` or ``"fail"``.
+
+    ``reasons`` holds one dict per rule not met, with the keys of :data:`REASON_KEYS`:
+    ``metric``, ``rule`` (the condition as text), ``severity`` (``fail``/``warn``), ``advice``
+    and ``value`` (the measured value, ``None`` when it could not be measured).
+    """
+
+    verdict: str
+    reasons: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == "fail"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reasons": [dict(r) for r in self.reasons]}
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation
+
+
+def evaluate(policy: Policy, row: Mapping[str, Any]) -> Verdict:
+    """Check one report row (``audioqc.report.flatten(result)`` or a full report row).
+
+    A metric that is absent from the row, null or NaN counts as not measured and is judged by the
+    rule's ``when_missing``. The verdict is ``fail`` if any ``fail`` reason, else ``warn`` if any
+    reason, else ``pass``.
+
+    Raises
+    ------
+    InvalidParameter
+        For a row with ``status == "error"``: a file that could not be analysed has no metrics
+        to judge; the caller reports the error instead of a verdict.
+    """
+    if row.get("status") == "error":
+        raise InvalidParameter(
+            f"{row.get('source_url') or 'row'}: status 'error' ({row.get('error')}): "
+            "an error row has no metrics to evaluate")
+    reasons: list[dict[str, Any]] = []
+    for rule in policy.rules:
+        value = row.get(rule.metric)
+        if _missing(value):
+            if rule.when_missing == "pass":
+                continue
+            reasons.append({
+                "metric": rule.metric, "rule": f"{rule.describe()} (not measured)",
+                "severity": rule.when_missing,
+                "advice": f"{rule.metric} could not be measured for this file, so the rule "
+                          f"'{rule.describe()}' was not checked. {rule.advice}",
+                "value": None,
+            })
+        elif not rule.holds(value):
+            reasons.append({"metric": rule.metric, "rule": rule.describe(), "severity": rule.severity,
+                            "advice": rule.advice, "value": value})
+    severities = {r["severity"] for r in reasons}
+    verdict = "fail" if "fail" in severities else "warn" if severities else "pass"
+    return Verdict(verdict, tuple(reasons))
+
+
+def _fmt(value: Any) -> str:
+    """An operand as it reads in YAML (``true``, ``-1.0``, ``'speech'``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that does not let ``True == 1`` or ``"1" == 1`` through."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a is b
+    return a == b
+
+
+# ----------------------------------------------------------------------------------------------
+# loading and validation
+
+
+def _preset_dirs() -> list[Any]:
+    """Where presets are looked up, first match wins.
+
+    1. ``audioqc/policies`` inside the installed package (``importlib.resources``), for a wheel
+       that ships ``data/policies`` as package data under that name;
+    2. ``data/policies`` next to the ``audioqc`` package: a source checkout or an editable
+       install (the repository layout).
+    """
+    dirs: list[Any] = []
+    try:
+        packaged = resources.files("audioqc").joinpath("policies")
+        if packaged.is_dir():
+            dirs.append(packaged)
+    except (ModuleNotFoundError, TypeError, OSError):  # pragma: no cover - unusual loaders
+        pass
+    repo = Path(__file__).resolve().parent.parent / "data" / "policies"
+    if repo.is_dir():
+        dirs.append(repo)
+    return dirs
+
+
+def _preset_files() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for d in _preset_dirs():
+        for entry in d.iterdir():
+            name = entry.name
+            if name.endswith(".yaml") and not name.startswith((".", "_")) and entry.is_file():
+                found.setdefault(name[: -len(".yaml")], entry)
+    return dict(sorted(found.items()))
+
+
+def list_presets() -> list[str]:
+    """Names of the preset policies (``ebu-r128``, ``podcast``, ...), sorted."""
+    return list(_preset_files())
+
+
+def _is_path_like(text: str) -> bool:
+    return "/" in text or "\\" in text or text.endswith((".yaml", ".yml")) or Path(text).is_file()
+
+
+def load_policy(name_or_path: str | Path) -> Policy:
+    """Load and validate a policy: a preset name (see :func:`list_presets`), a path or a URL.
+
+    A bare name (no slash, no ``.yaml``/``.yml`` suffix, not an existing file) is a preset;
+    anything else is read as a file (local path or fsspec URL).
+
+    Raises
+    ------
+    InvalidParameter
+        Unknown preset, unreadable file, or an invalid policy (the message names the file).
+    """
+    if isinstance(name_or_path, Path) or _is_path_like(str(name_or_path)):
+        where = str(name_or_path)
+        text = _read_text(where)
+    else:
+        presets = _preset_files()
+        entry = presets.get(str(name_or_path))
+        if entry is None:
+            close = difflib.get_close_matches(str(name_or_path), list(presets), n=3, cutoff=0.5)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise InvalidParameter(
+                f"unknown policy preset {str(name_or_path)!r}{hint}; presets: {', '.join(presets) or '(none)'}; "
+                "or give the path of a policy YAML file")
+        where = str(entry)
+        text = entry.read_text(encoding="utf-8")
+    return parse_policy(text, source=where)
+
+
+def _read_text(where: str) -> str:
+    try:
+        if "://" in where:
+            import fsspec
+
+            with fsspec.open(where, "rt", encoding="utf-8") as f:
+                return f.read()
+        return Path(where).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidParameter(f"{where}: policy file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidParameter(f"{where}: cannot read policy file: {exc}") from None
+
+
+def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
+    """Parse and validate policy YAML text; ``source`` names it in error messages."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise InvalidParameter(f"{source}: malformed YAML: {detail}") from None
+    return policy_from_dict(data, source=source)
+
+
+def policy_from_dict(data: Any, *, source: str = "<policy>") -> Policy:
+    """Validate a policy given as a mapping (the parsed YAML)."""
+    if not isinstance(data, Mapping):
+        raise InvalidParameter(f"{source}: a policy is a mapping with keys {', '.join(_POLICY_KEYS)}; "
+                               f"got {type(data).__name__}")
+    _no_unknown_keys(data, _POLICY_KEYS, f"{source}")
+    name = data.get("name", Path(source).stem if source != "<policy>" else "")
+    for key, value in (("name", name), ("description", data.get("description", "")),
+                       ("source", data.get("source", ""))):
+        if not isinstance(value, str):
+            raise InvalidParameter(f"{source}: {key} must be text, got {value!r}")
+    if not name.strip():
+        raise InvalidParameter(f"{source}: the policy needs a name")
+    rules = data.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise InvalidParameter(f"{source}: 'rules' must be a non-empty list of rules, got {rules!r}")
+    columns = metric_columns()
+    parsed = tuple(_rule(r, i, source, columns) for i, r in enumerate(rules, 1))
+    return Policy(name=name, description=data.get("description", "") or "",
+                  source=data.get("source", "") or "", rules=parsed)
+
+
+def _no_unknown_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    unknown = [k for k in data if k not in allowed]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InvalidParameter(f"{where}: unknown key(s) {', '.join(hints)}; allowed: {', '.join(allowed)}")
+
+
+def _kind(dtype: pa.DataType) -> str:
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
+        return "number"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "string"
+    if pa.types.is_list(dtype) and _kind(dtype.value_type) in ("bool", "number", "string"):
+        return "list"
+    return "nested"
+
+
+_KIND_OPS = {"number": _NUMBER_OPS, "string": _STRING_OPS, "bool": _BOOL_OPS, "list": _LIST_OPS,
+             "nested": ()}
+
+
+def _rule(raw: Any, index: int, source: str, columns: list[str]) -> Rule:
+    where = f"{source}: rule {index}"
+    if not isinstance(raw, Mapping):
+        raise InvalidParameter(f"{where}: a rule is a mapping (metric, a condition, severity, advice), got {raw!r}")
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise InvalidParameter(f"{where}: 'metric' (a report column name) is required")
+    where = f"{where} ({metric})"
+    _no_unknown_keys(raw, _RULE_KEYS, where)
+    if metric not in columns:
+        close = difflib.get_close_matches(metric, columns, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see audioqc.report.metric_columns()"
+        raise InvalidParameter(f"{where}: unknown metric {metric!r}{hint}")
+    dtype = metric_type(metric)
+    kind = _kind(dtype)
+    ops = [k for k in raw if k in OPERATORS]
+    if len(ops) != 1:
+        raise InvalidParameter(
+            f"{where}: give exactly one condition ({', '.join(_KIND_OPS[kind]) or 'none fits'}); got "
+            f"{', '.join(ops) or 'none'}")
+    op = ops[0]
+    if op not in _KIND_OPS[kind]:
+        allowed = ", ".join(_KIND_OPS[kind]) or "none: nested columns take no rules"
+        raise InvalidParameter(f"{where}: {op!r} does not apply to metric type {dtype} (conditions: {allowed})")
+    operand = _operand(op, raw[op], kind, dtype, where)
+    severity = raw.get("severity")
+    if severity not in SEVERITIES:
+        raise InvalidParameter(f"{where}: severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+    advice = raw.get("advice")
+    if not isinstance(advice, str) or not advice.strip():
+        raise InvalidParameter(f"{where}: 'advice' (what to do when the rule is not met) is required")
+    when_missing = raw.get("when_missing", "warn")
+    if when_missing not in WHEN_MISSING:
+        raise InvalidParameter(f"{where}: when_missing must be one of {', '.join(WHEN_MISSING)}, got {when_missing!r}")
+    return Rule(metric=metric, op=op, operand=operand, severity=severity, advice=" ".join(advice.split()),
+                when_missing=when_missing)
+
+
+def _scalar(value: Any, kind: str, dtype: pa.DataType, where: str, what: str) -> Any:
+    """An operand checked against the metric's scalar kind."""
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InvalidParameter(f"{where}: {what} must be a finite number for metric type {dtype}, got {value!r}")
+        if pa.types.is_integer(dtype) and isinstance(value, float) and what.startswith(("equals", "not_equals", "in", "not_in")):
+            if not value.is_integer():
+                raise InvalidParameter(f"{where}: {what} must be a whole number for metric type {dtype}, got {value!r}")
+            value = int(value)
+        return value
+    if kind == "string":
+        if not isinstance(value, str):
+            raise InvalidParameter(f"{where}: {what} must be text for metric type {dtype}, got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise InvalidParameter(f"{where}: {what} must be true or false for metric type {dtype}, got {value!r}")
+        return value
+    raise AssertionError(kind)
+
+
+def _operand(op: str, value: Any, kind: str, dtype: pa.DataType, where: str) -> Any:
+    if op == "between":
+        if not isinstance(value, list) or len(value) != 2:
+            raise InvalidParameter(f"{where}: between takes [low, high], got {value!r}")
+        lo, hi = (_scalar(v, kind, dtype, where, "between bounds") for v in value)
+        if lo > hi:
+            raise InvalidParameter(f"{where}: between [{lo!r}, {hi!r}]: low is above high")
+        return (lo, hi)
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value:
+            raise InvalidParameter(f"{where}: {op} takes a non-empty list, got {value!r}")
+        return tuple(_scalar(v, kind, dtype, where, f"{op} items") for v in value)
+    if op in ("is_true", "is_false"):
+        if value is not True and value is not None:
+            raise InvalidParameter(f"{where}: write '{op}: true' (or use equals: true|false), got {op}: {value!r}")
+        return True
+    if op == "empty":
+        if not isinstance(value, bool):
+            raise InvalidParameter(f"{where}: empty takes true or false, got {value!r}")
+        return value
+    if op in ("contains", "not_contains"):
+        return _scalar(value, _kind(dtype.value_type), dtype.value_type, where, op)
+    return _scalar(value, kind, dtype, where, op)

@@ -1,0 +1,288 @@
+"""The audit flow: list a collection, diagnose every file in parallel, write the Parquet report.
+
+Sequencing and decisions only; the numbers come from audiolib (through tasks/), the schema from
+audioqc.report.
+
+- Exactly one row per file per run: ``ok`` (every diagnose block, the policy verdict) or
+  ``error`` (the message names the file and the problem); an error never fails the run.
+- Rows stream to the report in parts of at most ``part_rows`` rows as batches finish, so memory
+  does not grow with the collection and a killed run loses at most the rows not yet written.
+- Resume: run again with the killed run's ``run_id``: files that already have a row in that run
+  are skipped, the rest are analysed and appended; no row is lost or duplicated.
+- Reuse (the result cache): a file whose identity (URL + ETag, or URL + size + mtime) and analysis
+  version match an ``ok`` row of an earlier run is not decoded again; its row is copied into this
+  run (the verdict recomputed with this run's policy). The report itself is the cache: nothing else
+  to keep in sync, and it works from any machine that reads the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.compute as pc
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
+    update_progress_artifact
+
+from audiolib import ANALYSIS_VERSION
+from audiolib.errors import InvalidParameter
+from audioqc import progress, report
+from tasks.analyze import analyze_batch, verdict_for
+from tasks.storage import STORAGE_RETRIES, STORAGE_RETRY_DELAYS_S, MediaObject, list_media
+
+@dataclass
+class ReportState:
+    """What an existing report says about this run and earlier ones."""
+
+    done: set[str] = field(default_factory=set)  # URLs with a row in this run already
+    next_part: int = 0
+    cache: dict[tuple, str] = field(default_factory=dict)  # identity -> run_id of a reusable row
+
+
+def _identity_of(row: dict[str, Any]) -> tuple:
+    if row.get("etag"):
+        return (row["source_url"], row["etag"], None, None)
+    mtime = row.get("mtime")
+    return (row["source_url"], None, row.get("size_bytes"), mtime.isoformat() if mtime else None)
+
+
+@task(name="read report state", retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+def read_report_state(report_url: str, run_id: str) -> ReportState:
+    """Rows already written for ``run_id``, its next part number, and reusable earlier rows."""
+    state = ReportState()
+    try:
+        table = report.read_report(report_url, columns=["run_id", "run_time", "source_url", "etag", "mtime",
+                                                        "size_bytes", "status", "analysis_version"])
+    except (FileNotFoundError, OSError):
+        return state
+    if table.num_rows == 0:
+        return state
+    this = table.filter(pc.equal(table["run_id"], run_id))
+    state.done = set(this["source_url"].to_pylist())
+    if this.num_rows:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(report_url)
+        parts = [p for p in fs.find(root) if f"part-{run_id}-" in p]
+        state.next_part = 1 + max(int(p.rsplit("-", 1)[1].split(".")[0]) for p in parts)
+    ok = table.filter(pc.and_(pc.equal(table["status"], "ok"), pc.equal(table["analysis_version"], ANALYSIS_VERSION)))
+    ok = ok.filter(pc.invert(pc.equal(ok["run_id"], run_id))).sort_by([("run_time", "ascending")])
+    for row in ok.select(["run_id", "source_url", "etag", "mtime", "size_bytes"]).to_pylist():
+        state.cache[_identity_of(row)] = row["run_id"]  # the latest run wins
+    return state
+
+
+@task(name="write report part", retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+def write_part(rows: list[dict[str, Any]], report_url: str, run: report.RunInfo, part: int) -> str:
+    return report.write_rows(rows, report_url, run, part)
+
+
+@task(name="reuse cached rows", retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+def reuse_rows(report_url: str, objects: list[MediaObject], sources: list[str], run: report.RunInfo,
+               policy_spec: str | None) -> list[dict[str, Any]]:
+    """Copy earlier ``ok`` rows of unchanged files into this run (verdict recomputed)."""
+    import pyarrow.dataset as ds
+
+    wanted = {(o.url, src) for o, src in zip(objects, sources)}
+    data = report.dataset(report_url)
+    table = data.to_table(filter=ds.field("source_url").isin([o.url for o in objects])
+                          & ds.field("run_id").isin(sorted(set(sources))))
+    rows: dict[str, dict[str, Any]] = {}
+    for row in table.drop_columns([report.PARTITION]).to_pylist():
+        if (row["source_url"], row["run_id"]) in wanted:
+            rows[row["source_url"]] = row
+    out = []
+    for obj in objects:
+        row = dict(rows[obj.url])
+        row.update(run_id=run.run_id, run_time=run.run_time)
+        row["verdict"], row["verdict_reasons"] = verdict_for(row, policy_spec)
+        out.append(row)
+    return out
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class _PartWriter:
+    """Buffers rows and writes a report part every ``part_rows`` rows."""
+
+    def __init__(self, report_url: str, run: report.RunInfo, first_part: int, part_rows: int) -> None:
+        self.report_url, self.run, self.part, self.part_rows = report_url, run, first_part, part_rows
+        self.buffer: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self.worst: list[dict[str, Any]] = []
+        self.written = 0
+
+    def add(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            key = "error" if row["status"] == "error" else (row.get("verdict") or "ok")
+            self.counts[key] += 1
+            if key in ("error", "fail") and len(self.worst) < 20:
+                self.worst.append({"file": row["source_url"], "status": key,
+                                   "why": row.get("error") or "; ".join(r["metric"] + " " + r["rule"]
+                                                                       for r in row.get("verdict_reasons") or [])})
+            self.buffer.append(row)
+        if len(self.buffer) >= self.part_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            write_part(self.buffer, self.report_url, self.run, self.part)
+            self.written += len(self.buffer)
+            self.part += 1
+            self.buffer = []
+
+
+@flow(name="audit")
+def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
+          exclude: list[str] | None = None, batch_size: int = 8, part_rows: int = 256,
+          run_id: str | None = None, reuse: bool = True, max_in_flight: int = 64) -> dict[str, Any]:
+    """Audit every media file under ``source`` into the Parquet dataset at ``report_url``.
+
+    Parameters
+    ----------
+    source : str
+        A local directory or fsspec URL (``s3://bucket/prefix``); listed recursively.
+    report_url : str
+        Where the report dataset lives (local directory or fsspec URL).
+    policy : str, optional
+        A preset name (``ebu-r128``) or a YAML path: every ``ok`` row gets a verdict.
+    include, exclude : list of str, optional
+        Globs on the path or file name; default include: media file extensions.
+    batch_size : int
+        Files per analysis task (amortises per-task overhead on short files).
+    part_rows : int
+        Rows per report part file.
+    run_id : str, optional
+        Resume the run with this id (or name a new run).
+    reuse : bool
+        Reuse rows of unchanged files from earlier runs.
+    """
+    if batch_size < 1 or part_rows < 1 or max_in_flight < 1:
+        raise InvalidParameter(f"batch_size={batch_size}, part_rows={part_rows}, max_in_flight={max_in_flight}: "
+                               "must be >= 1")
+    if policy is not None:
+        from audioqc.policy import load_policy
+
+        load_policy(policy)  # a bad policy stops the run before any work
+    run = report.RunInfo.new(run_id)
+    objects = list_media(source, include, exclude)
+    state = read_report_state(report_url, run.run_id)
+    todo = [o for o in objects if o.url not in state.done]
+    cached = [(o, state.cache[o.identity()]) for o in todo if reuse and o.identity() in state.cache]
+    cached_urls = {o.url for o, _ in cached}
+    fresh = [o for o in todo if o.url not in cached_urls]
+    total = len(todo)
+    progress_id = create_progress_artifact(0.0, key=None, description=f"audit of {source}")
+    writer = _PartWriter(report_url, run, state.next_part, part_rows)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress.report(done, total)
+        if total:
+            update_progress_artifact(progress_id, 100.0 * done / total)
+
+    for chunk in _chunks(cached, 512):
+        writer.add(reuse_rows(report_url, [o for o, _ in chunk], [r for _, r in chunk], run, policy))
+        advance(len(chunk))
+    pending: deque = deque()
+    for batch in _chunks(fresh, batch_size):
+        pending.append(analyze_batch.submit(batch, run, policy))
+        while len(pending) >= max_in_flight:
+            rows = pending.popleft().result()
+            writer.add(rows)
+            advance(len(rows))
+    while pending:
+        rows = pending.popleft().result()
+        writer.add(rows)
+        advance(len(rows))
+    writer.flush()
+    summary = {
+        "run_id": run.run_id,
+        "run_date": run.run_date,
+        "source": source,
+        "report": report_url,
+        "files": len(objects),
+        "already_done": len(objects) - total,
+        "reused": len(cached),
+        "analysed": len(fresh),
+        "written": writer.written,
+        "counts": dict(writer.counts),
+        "worst": writer.worst,
+    }
+    _artifacts(summary)
+    return summary
+
+
+def _artifacts(summary: dict[str, Any]) -> None:
+    counts = summary["counts"]
+    create_table_artifact(
+        key="audit-summary",
+        table=[{"status": k, "files": v} for k, v in sorted(counts.items())],
+        description=f"audit {summary['run_id']} of {summary['source']}",
+    )
+    lines = [f"# Audit {summary['run_id']}", "", f"Source: `{summary['source']}`  ",
+             f"Report: `{summary['report']}` (run_date={summary['run_date']})", "",
+             "| status | files |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
+    lines += ["", f"{summary['analysed']} analysed, {summary['reused']} reused from earlier runs, "
+                  f"{summary['already_done']} already in this run.", ""]
+    if summary["worst"]:
+        lines += ["## Files that failed", "", "| file | status | why |", "|---|---|---|"]
+        lines += [f"| {w['file']} | {w['status']} | {w['why']} |" for w in summary["worst"]]
+    create_markdown_artifact(key="audit-report", markdown="\n".join(lines))
+
+
+def percent(done: int, total: int) -> float:
+    return 100.0 if total == 0 else math.floor(1000.0 * done / total) / 10.0
+
+
+def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: str | None = None,
+              **params: Any) -> dict[str, Any]:
+    """Run :func:`audit` with process parallelism (or on a Dask cluster) and one Prefect API.
+
+    Without ``PREFECT_API_URL`` a temporary local Prefect server is started once here and its URL
+    exported before any worker starts, so workers do not each start their own (DESIGN.md).
+    """
+    import os
+
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    if not isinstance(workers, int) or workers < 1:
+        raise InvalidParameter(f"workers={workers!r} must be an integer >= 1")
+    if dask_address is not None:
+        from prefect_dask import DaskTaskRunner
+
+        runner: Any = DaskTaskRunner(address=dask_address)
+    else:
+        runner = ProcessPoolTaskRunner(max_workers=workers)
+    flow_ = audit.with_options(task_runner=runner)
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():  # a server is configured (a deployment, a test harness, the user's)
+        return flow_(source, report_url, **params)
+
+    server = SubprocessASGIServer()
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            return flow_(source, report_url, **params)
+    finally:
+        try:  # send the run's last log lines while the server is still there
+            from prefect.logging.handlers import APILogHandler
+
+            APILogHandler.flush()
+        except Exception:  # logging must never fail the audit
+            pass
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
