@@ -68,7 +68,8 @@ def _etag(info: dict[str, Any]) -> str | None:
 
 
 def matches(path: str, include: list[str] | None, exclude: list[str] | None) -> bool:
-    """Include globs (default: the media extensions) and exclude globs, on the path and its name."""
+    """Include globs (default: the media extensions) and exclude globs, matched against the path
+    relative to the collection root (``sub/*.wav``) and against the file name (``*.flac``)."""
     name = path.rsplit("/", 1)[-1]
     if exclude and any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in exclude):
         return False
@@ -93,7 +94,8 @@ def list_objects(source: str, include: list[str] | None = None, exclude: list[st
         raise SourceNotFound(source, f"cannot list: {type(exc).__name__}: {exc}") from None
     out = []
     for path, info in entries.items():
-        if info.get("type", "file") != "file" or not matches(path, include, exclude):
+        relative = path[len(root):].lstrip("/") if path.startswith(root) else path
+        if info.get("type", "file") != "file" or not matches(relative or path, include, exclude):
             continue
         url = fs.unstrip_protocol(path) if "://" in source else path
         out.append(MediaObject(url=url, size_bytes=info.get("size"), etag=_etag(info), mtime=_mtime(info)))

@@ -8,7 +8,6 @@ burst train built by hand from the ST 337 preambles.
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -445,16 +444,14 @@ def test_empty_input_gives_no_segments() -> None:
     assert result.to_dict() == {"audioFormatAnnotations": [], "compressedChannels": [], "alarms": []}
 
 
-def test_cost_is_per_block_numpy() -> None:
-    """10 minutes of stereo in 65536-frame blocks: well under a second of CPU (no per-sample loops)."""
+def test_long_stream_stays_one_segment() -> None:
+    """10 minutes of stereo in 65536-frame blocks: one segment covering it all (speed is measured
+    by benchmarks/bench_diagnose.py, never in tests)."""
     rng = np.random.default_rng(5)
     blocks = [(rng.standard_normal((2, 65536)) * 0.1).astype(np.float32) for _ in range(4)]
     analyzer = ChannelFormatAnalyzer(SR, ("FL", "FR"))
     n_blocks = int(600 * SR / 65536)
-    t = time.process_time()
     for i in range(n_blocks):
         analyzer.push(blocks[i % 4])
-    cpu = time.process_time() - t
     result = analyzer.result()
     assert result.labels == ("stereo",) and result.duration_s == pytest.approx(n_blocks * 65536 / SR)
-    assert cpu < 3.0

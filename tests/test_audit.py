@@ -1,0 +1,214 @@
+"""The audit pipeline with real components: a Prefect server (prefect_test_harness), a process
+pool, a Dask LocalCluster, an S3 server (moto) on 127.0.0.1, and a killed-then-resumed run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audiolib import io
+from audioqc import report
+from conftest import SR, programme
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    """One temporary Prefect server and database for the module, with its own result storage."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, \
+        temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    storage = tmp_path_factory.mktemp("prefect-results")
+    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: str(storage),
+                                     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 90}):
+        with prefect_test_harness(server_startup_timeout=90):
+            yield
+
+
+def make_collection(root: Path, n_good: int = 6) -> dict[str, str]:
+    """Good files in several formats (one in a subfolder), and broken ones among them."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sub").mkdir(exist_ok=True)
+    kinds = {}
+    for i in range(n_good):
+        y = programme(2.0 + 0.5 * i, seed=100 + i)
+        if i % 2:
+            y *= 10 ** (-8 / 20)
+        name = f"good{i}.wav" if i % 3 else f"sub/good{i}.flac"
+        codec = "flac" if name.endswith("flac") else "pcm_s16le"
+        io.write(str(root / name), y, SR, codec=codec, sample_fmt="s16")
+        kinds[name] = "ok"
+    (root / "empty.wav").write_bytes(b"")
+    kinds["empty.wav"] = "error"
+    (root / "sub" / "random.mp3").write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    kinds["sub/random.mp3"] = "error"
+    (root / "text.wav").write_text("not audio at all\n" * 50)
+    kinds["text.wav"] = "error"
+    (root / "README.txt").write_text("skipped: not media")
+    (root / "cover.jpg").write_bytes(b"\xff\xd8\xff")
+    return kinds
+
+
+def rows_of(report_url: str, run_id: str) -> pd.DataFrame:
+    return report.read_report(report_url, run_id=run_id).to_pandas()
+
+
+def test_local_collection_one_row_per_file(prefect_api, tmp_path):
+    from flows.audit import run_audit
+
+    kinds = make_collection(tmp_path / "media")
+    dest = str(tmp_path / "report")
+    summary = run_audit(str(tmp_path / "media"), dest, workers=2, policy="ebu-r128", batch_size=2, run_id="first")
+    assert summary["files"] == len(kinds) and summary["written"] == len(kinds)
+    frame = rows_of(dest, "first")
+    assert sorted(frame["source_url"]) == sorted(str(tmp_path / "media" / k) for k in kinds)
+    by_name = {Path(u).relative_to(tmp_path / "media").as_posix(): r for u, r in zip(frame.source_url, frame.itertuples())}
+    for name, status in kinds.items():
+        assert by_name[name].status == status, name
+    errors = frame[frame.status == "error"]
+    assert all(url in msg for url, msg in zip(errors.source_url, errors.error))
+    ok = frame[frame.status == "ok"]
+    assert ok["loudness_integrated_lufs"].notna().all() and set(ok["verdict"]) <= {"pass", "warn", "fail"}
+    assert errors["verdict"].isna().all()
+    # the verdict agrees with the measured loudness for the EBU R128 range
+    for row in ok.itertuples():
+        inside = -24 <= row.loudness_integrated_lufs <= -22
+        named = any(r["metric"] == "loudness_integrated_lufs" for r in row.verdict_reasons)
+        assert named != inside
+
+    # Second run of the unchanged collection: every ok row is reused, nothing decoded again.
+    again = run_audit(str(tmp_path / "media"), dest, workers=2, policy="ebu-r128", run_id="second")
+    assert again["reused"] == len(ok) and again["analysed"] == len(kinds) - len(ok)
+    second = rows_of(dest, "second")
+    assert len(second) == len(kinds)
+    merged = second.merge(frame, on="source_url", suffixes=("", "_1"))
+    same = merged[merged.status == "ok"]
+    assert (same.loudness_integrated_lufs == same.loudness_integrated_lufs_1).all()
+    # A changed file is analysed again.
+    changed = tmp_path / "media" / "good1.wav"
+    io.write(str(changed), programme(3.0, seed=999), SR, codec="pcm_s16le", sample_fmt="s16")
+    third = run_audit(str(tmp_path / "media"), dest, workers=1, run_id="third")
+    assert third["analysed"] == len(kinds) - len(ok) + 1
+
+
+def test_include_exclude_and_bad_inputs(prefect_api, tmp_path):
+    from audiolib.errors import InvalidParameter, SourceNotFound
+    from flows.audit import run_audit
+
+    make_collection(tmp_path / "m", n_good=3)
+    dest = str(tmp_path / "r")
+    summary = run_audit(str(tmp_path / "m"), dest, workers=1, include=["*.flac"], run_id="flac-only")
+    assert summary["files"] == 1
+    summary = run_audit(str(tmp_path / "m"), dest, workers=1, exclude=["sub/*"], run_id="no-sub")
+    assert all("/sub/" not in u for u in rows_of(dest, "no-sub").source_url)
+    with pytest.raises(SourceNotFound):
+        run_audit(str(tmp_path / "nowhere"), dest, workers=1)
+    with pytest.raises(InvalidParameter, match="unknown"):
+        run_audit(str(tmp_path / "m"), dest, workers=1, policy=str(_bad_policy(tmp_path)))
+    with pytest.raises(InvalidParameter):
+        run_audit(str(tmp_path / "m"), dest, workers=0)
+
+
+def _bad_policy(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nrules:\n  - metric: loudness_integrated_lufz\n    max: -10\n"
+                    "    severity: fail\n    advice: x\n")
+    return path
+
+
+def test_dask_cluster(prefect_api, tmp_path):
+    from distributed import LocalCluster
+
+    from flows.audit import run_audit
+
+    kinds = make_collection(tmp_path / "media", n_good=4)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        summary = run_audit(str(tmp_path / "media"), str(tmp_path / "report"), dask_address=cluster.scheduler_address,
+                            batch_size=1, run_id="dask")
+    assert summary["written"] == len(kinds)
+    assert len(rows_of(str(tmp_path / "report"), "dask")) == len(kinds)
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL_S3": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield s3fs.S3FileSystem()
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_s3_source_and_report(prefect_api, s3_server, tmp_path):
+    from flows.audit import run_audit
+
+    kinds = make_collection(tmp_path / "media", n_good=3)
+    s3_server.mkdir("media")
+    s3_server.mkdir("reports")
+    s3_server.put(str(tmp_path / "media"), "media/show/", recursive=True)
+    summary = run_audit("s3://media/show", "s3://reports/qc", workers=2, run_id="s3run")
+    assert summary["written"] == len(kinds)
+    frame = pd.read_parquet("s3://reports/qc", storage_options={"client_kwargs": {
+        "endpoint_url": os.environ["AWS_ENDPOINT_URL_S3"]}})
+    assert len(frame) == len(kinds) and frame.source_url.str.startswith("s3://media/show/").all()
+    assert frame[frame.status == "ok"].etag.notna().all()  # identity from S3 ETags
+    keys = s3_server.find("reports/qc")
+    assert keys and all(k.endswith(".parquet") and "/run_date=" in k for k in keys)  # nothing temporary
+    again = run_audit("s3://media/show", "s3://reports/qc", workers=1, run_id="s3again")
+    assert again["reused"] == sum(1 for v in kinds.values() if v == "ok")
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
+    """SIGKILL an `audioqc audit` mid-run, resume it with its run id: one row per file."""
+    media = tmp_path / "media"
+    media.mkdir()
+    n = 16
+    for i in range(n):
+        io.write(str(media / f"f{i:02d}.wav"), programme(20.0, seed=i), SR, codec="pcm_s16le", sample_fmt="s16")
+    dest = tmp_path / "report"
+    cmd = [sys.executable, "-m", "audioqc", "audit", str(media), "--report", str(dest), "--workers", "1",
+           "--batch-size", "1", "--part-rows", "1", "--run-id", "killme"]
+    env = {**os.environ, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        parts = list(dest.glob("run_date=*/part-*.parquet")) if dest.exists() else []
+        if len(parts) >= 3 or proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = rows_of(str(dest), "killme")
+    assert 3 <= len(before) < n and before.source_url.is_unique
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = rows_of(str(dest), "killme")
+    assert len(after) == n and after.source_url.is_unique
+    assert set(before.source_url) <= set(after.source_url)
+    assert "already in this run" in done.stdout
