@@ -39,17 +39,18 @@
  * Subnormal numbers are flushed to zero while it runs: after sound stops the filter state decays
  * into them, and they made every later sample ~35x slower (they are below -600 dB).
  */
-void aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, const double *sos,
-                        double *state, const double *weights, double *out)
+int aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, const double *sos,
+                       double *state, const double *weights, double *out)
 {
     AQ_FTZ_SAVE
     for (int64_t i = 0; i < n; i++) out[i] = 0.0;
     const double b10 = sos[0], b11 = sos[1], b12 = sos[2], a11 = sos[4], a12 = sos[5];
     const double b20 = sos[6], b21 = sos[7], b22 = sos[8], a21 = sos[10], a22 = sos[11];
-    int64_t active[64];
+    int64_t *active = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nch > 0 ? nch : 1));
+    if (!active) { AQ_FTZ_RESTORE return -1; }
     int64_t na = 0;
     for (int64_t c = 0; c < nch; c++) {
-        if (weights[c] != 0.0 && na < 64) active[na++] = c;
+        if (weights[c] != 0.0) active[na++] = c;
     }
     for (int64_t k = 0; k + 1 < na; k += 2) {
         const int64_t c = active[k], d = active[k + 1];
@@ -82,7 +83,9 @@ void aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, 
         }
         st[0] = s10; st[1] = s11; st[2] = s20; st[3] = s21;
     }
+    free(active);
     AQ_FTZ_RESTORE
+    return 0;
 }
 
 /* max |sum_k taps[p][k] * x[i + k]| over the 4 phases and lo <= i < hi (12 taps per phase). */

@@ -24,7 +24,7 @@ _f64 = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
 _i64 = ctypes.c_int64
 
 _lib.aq_kweighted_power.argtypes = [_f32, _i64, _i64, _i64, _f64, _f64, _f64, _f64]
-_lib.aq_kweighted_power.restype = None
+_lib.aq_kweighted_power.restype = ctypes.c_int
 _lib.aq_true_peak_max.argtypes = [_f32, _i64, _f32, _i64, ctypes.c_float, ctypes.c_float, _i64]
 _lib.aq_true_peak_max.restype = ctypes.c_float
 _lib.aq_transitions.argtypes = [_f32, _i64, _i64, _i64, ctypes.c_float, ctypes.c_int,
@@ -55,7 +55,8 @@ def kweighted_power(x: np.ndarray, sos: np.ndarray, state: np.ndarray, weights: 
     """
     nch, n = x.shape
     out = np.empty(n, np.float64)
-    _lib.aq_kweighted_power(x, nch, n, n, sos, state, weights, out)
+    if _lib.aq_kweighted_power(x, nch, n, n, sos, state, weights, out) != 0:
+        raise MemoryError("K-weighting kernel could not allocate its channel table")
     return out
 
 

@@ -149,6 +149,8 @@ class DiagnoseResult:
             "truncated": self.decode.truncated,
             "problem": self.decode.problem,
             "corrupt_packets": self.decode.corrupt_packets,
+            "nonfinite_samples": self.decode.nonfinite_samples,
+            "warnings": list(self.decode.warnings),
         }
         return out
 

@@ -124,6 +124,7 @@ class DecodeReport:
     truncated: bool = False
     problem: str | None = None
     corrupt_packets: int = 0
+    nonfinite_samples: int = 0  # NaN/Inf samples of float PCM, replaced by 0 before analysis
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -389,6 +390,19 @@ def probe(url: str, *, stream_index: int | None = None) -> MediaInfo:
 # decoding
 
 
+def _audio_offset_s(container: Any, astream: Any) -> float:
+    """Seconds from the start of the file to the first audio sample (0 unless audio is delayed)."""
+    if astream.start_time is None or astream.time_base is None or container.start_time is None:
+        return 0.0
+    offset = float(astream.start_time * astream.time_base) - container.start_time / av.time_base
+    return offset if offset > 0.0005 else 0.0
+
+
+def base_is_float(frame: Any) -> bool:
+    """Whether a decoded frame holds float samples (which can be NaN or infinite)."""
+    return frame.format.name.rstrip("p") in ("flt", "dbl")
+
+
 def _frame_to_array(frame: Any, channels: int) -> np.ndarray:
     """Decoded frame -> float32 ``(channels, samples)`` in [-1, 1) full scale."""
     arr = frame.to_ndarray()
@@ -431,8 +445,12 @@ class AudioStream:
         self.sample_rate = info.audio.sample_rate_hz
         self.channels = info.audio.channels
         self.channel_names = info.audio.channel_names
-        self.start_frame = int(round(start_s * self.sample_rate)) if start_s else 0
-        self.end_frame = int(round(end_s * self.sample_rate)) if end_s is not None else None
+        # File time: the audio may start after the file does (a delayed audio track); times and
+        # start/end are counted from the file's start, as FFmpeg's filters report them.
+        self.offset_s = _audio_offset_s(container, astream)
+        self.start_frame = int(round(max(0.0, start_s - self.offset_s) * self.sample_rate)) if start_s else 0
+        self.end_frame = (int(round(max(0.0, end_s - self.offset_s) * self.sample_rate))
+                          if end_s is not None else None)
         self.block_frames = block_frames
         self.report = DecodeReport()
         self._used = False
@@ -447,7 +465,8 @@ class AudioStream:
 
     @property
     def start_s(self) -> float:
-        return self.start_frame / self.sample_rate
+        """File time of the first sample yielded, seconds."""
+        return self.offset_s + self.start_frame / self.sample_rate
 
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._used:
@@ -467,6 +486,11 @@ class AudioStream:
         self._check_length()
         if self.report.frames == 0 and (self.report.truncated or self.report.corrupt_packets):
             raise DecodeError(self.url, f"no audio could be decoded ({self.report.problem or 'corrupt packets'})")
+        if self.report.frames == 0 and self.start_frame == 0:
+            raise EmptyMedia(self.url, "the audio stream holds no samples")
+        if self.report.nonfinite_samples:
+            self.report.warnings.append(
+                f"{self.report.nonfinite_samples} NaN/infinite samples replaced by 0 before analysis")
 
     def _time_base_samples(self, pts: int | None) -> int | None:
         if pts is None:
@@ -521,7 +545,20 @@ class AudioStream:
                     position = self._time_base_samples(frame.pts)
                     if position is None:  # no timestamps after a seek: restart without seeking
                         raise DecodeError(self.url, "cannot seek: the stream has no timestamps")
+                frame_channels = len(frame.layout.channels) if frame.layout is not None else self.channels
+                if frame_channels != self.channels:
+                    # A layout change mid-stream (broadcast AC-3 switching 2.0 <-> 5.1) is a finding:
+                    # what came before is measured, and the report says where it changed.
+                    report.truncated = True
+                    report.problem = (f"channel count changes from {self.channels} to {frame_channels} "
+                                      f"at {report.frames / self.sample_rate + self.start_s:.3f} s; "
+                                      f"analysed up to there")
+                    return
                 data = _frame_to_array(frame, self.channels)
+                if base_is_float(frame) and not np.isfinite(data).all():
+                    bad = ~np.isfinite(data)
+                    report.nonfinite_samples += int(bad.sum())
+                    data = np.where(bad, np.float32(0.0), data)
                 n = data.shape[1]
                 lo, hi = position, position + n
                 position = hi
@@ -582,10 +619,13 @@ def stream(url: str, *, start: float | str | None = None, end: float | str | Non
     block_frames : int
         Minimum frames per yielded block (the last block may be shorter).
     """
-    start_s = parse_time(start, name="start")
-    end_s = parse_time(end, name="end")
-    if start_s is not None and end_s is not None and end_s <= start_s:
-        raise InvalidParameter(f"end={end!r} must be after start={start!r}")
+    try:
+        start_s = parse_time(start, name="start")
+        end_s = parse_time(end, name="end")
+    except InvalidParameter as exc:
+        raise InvalidParameter(f"{url}: {exc}") from None
+    if end_s is not None and end_s <= (start_s or 0.0):
+        raise InvalidParameter(f"{url}: end={end!r} must be after start={start if start is not None else 0!r}")
     if not isinstance(block_frames, int) or block_frames < 1:
         raise InvalidParameter(f"block_frames={block_frames!r} must be a positive integer")
     with _open_container(url) as (container, size):
@@ -594,9 +634,12 @@ def stream(url: str, *, start: float | str | None = None, end: float | str | Non
         if not cc.sample_rate or not cc.channels:
             raise DecodeError(url, "audio stream headers are unreadable (no sample rate or channels)")
         info = _media_info(container, astream, url, size)
-        if start_s is not None and info.audio.duration_s is not None and start_s >= info.audio.duration_s + 1e-9:
+        offset = _audio_offset_s(container, astream)
+        if (start_s is not None and info.audio.duration_s is not None
+                and start_s - offset >= info.audio.duration_s - 1e-9):
             raise InvalidParameter(
-                f"{url}: start={start_s:g} s is past the end of the audio ({info.audio.duration_s:g} s)"
+                f"{url}: start={start_s:g} s is at or past the end of the audio "
+                f"({offset + info.audio.duration_s:g} s)"
             )
         astream.thread_type = "AUTO"
         yield AudioStream(container, astream, info, start_s=start_s, end_s=end_s, block_frames=block_frames)

@@ -108,6 +108,14 @@ def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def _decode_warnings(url: str, result: Any) -> None:
+    """Truncation, layout changes and replaced samples: said on stderr, measured anyway."""
+    if result.decode.truncated:
+        _warn(f"{url}: {result.decode.problem}")
+    for message in result.decode.warnings:
+        _warn(f"{url}: {message}")
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from audiolib import io
 
@@ -121,8 +129,7 @@ def _cmd_loudness(args: argparse.Namespace) -> int:
 
     result = diagnose(args.url, only="loudness", start=args.start, end=args.end,
                       stream_index=args.stream, gating=args.gating)
-    if result.decode.truncated:
-        _warn(f"{args.url}: {result.decode.problem}")
+    _decode_warnings(args.url, result)
     loud = result.blocks["loudness"]
     print(dumps(loud.to_sami() if args.sami else loud.to_dict()))
     return 0
@@ -134,8 +141,7 @@ def _cmd_silence(args: argparse.Namespace) -> int:
     options = DiagnoseOptions(silence_noise=args.noise, silence_duration_s=args.duration, silence_mono=args.mono)
     result = diagnose(args.url, only="silence", start=args.start, end=args.end,
                       stream_index=args.stream, options=options)
-    if result.decode.truncated:
-        _warn(f"{args.url}: {result.decode.problem}")
+    _decode_warnings(args.url, result)
     silence = result.blocks["silence"]
     if args.channels:
         channels = {k: [iv.to_dict() for iv in v] for k, v in silence.channel_intervals.items()}
@@ -186,8 +192,7 @@ def _cmd_format(args: argparse.Namespace) -> int:
                               alarms=_alarm_settings(args.alarms))
     result = diagnose(args.url, only="audio_format", start=args.start, end=args.end,
                       stream_index=args.stream, options=options)
-    if result.decode.truncated:
-        _warn(f"{args.url}: {result.decode.problem}")
+    _decode_warnings(args.url, result)
     print(dumps(result.blocks["audio_format"].to_dict()))
     return 0
 
@@ -239,16 +244,16 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         try:
             result = diagnose(url, only=args.only, start=args.start, end=args.end,
                               stream_index=args.stream, gating=args.gating)
-        except AudioQCError as exc:
-            if single:
+        except Exception as exc:  # one bad file never stops the others
+            if single or isinstance(exc, KeyboardInterrupt):
                 raise
             failed += 1
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            rows.append(_table_row(url, None, str(exc).split(": ", 1)[-1]))
-            outputs.append({"url": url, "error": str(exc)})
+            message = str(exc) if isinstance(exc, AudioQCError) else f"{url}: internal error: {type(exc).__name__}: {exc}"
+            print(f"{PROG}: error: {message}", file=sys.stderr)
+            rows.append(_table_row(url, None, message.split(": ", 1)[-1]))
+            outputs.append({"url": url, "error": message})
             continue
-        if result.decode.truncated:
-            _warn(f"{url}: {result.decode.problem}")
+        _decode_warnings(url, result)
         rows.append(_table_row(url, result, None))
         outputs.append({"url": url, **result.to_dict()})
     if args.table:

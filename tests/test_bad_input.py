@@ -20,7 +20,7 @@ from audiolib.errors import (
     SourceNotFound,
     UnsupportedMedia,
 )
-from conftest import SR, programme
+from conftest import SR, programme, run_ffmpeg
 
 AUDIOQC = [sys.executable, "-m", "audioqc"]
 
@@ -123,7 +123,7 @@ def test_truncated_mp4_is_reported(bad):
         ({"start": "1:99"}, "start='1:99' is not a time"),
         ({"start": float("nan")}, "finite"),
         ({"start": 3, "end": 2}, "end=2 must be after start=3"),
-        ({"start": 100}, "start=100 s is past the end of the audio"),
+        ({"start": 100}, "start=100 s is at or past the end of the audio"),
         ({"stream_index": 5}, "audio stream 5 requested, file has 1"),
         ({"block_frames": 0}, "block_frames=0 must be a positive integer"),
     ],
@@ -190,7 +190,8 @@ def test_cli_usage_errors_exit_2(args, words):
 def test_cli_bad_parameter_value_exit_1(media):
     proc = run_cli("loudness", str(media["s16.wav"]), "--start", "00:61")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "audioqc: error: start='00:61' is not a time: give seconds (12.5) or HH:MM:SS.ms (00:00:12.500)"
+    assert proc.stderr.strip() == (f"audioqc: error: {media['s16.wav']}: start='00:61' is not a time: "
+                                   "give seconds (12.5) or HH:MM:SS.ms (00:00:12.500)")
 
 
 def test_cli_truncated_warns_and_measures(bad):
@@ -211,3 +212,42 @@ def test_cli_diagnose_many_keeps_going_on_error(bad, media):
     assert rows[2].startswith("random.mp3") and "error:" in rows[2]
     assert rows[1].startswith("s16.wav") and rows[1].rstrip().endswith("ok")
     assert os.path.basename(str(bad["random.mp3"])) in proc.stderr
+
+
+def test_nan_and_inf_samples_are_replaced_and_reported(tmp_path):
+    y = (0.1 * np.random.default_rng(4).standard_normal((2, SR))).astype(np.float32)
+    y[0, 100] = np.nan
+    y[1, 200:203] = np.inf
+    path = tmp_path / "nan.wav"
+    io.write(str(path), y, SR, codec="pcm_f32le", sample_fmt="flt", clip=False)
+    result = diagnose(str(path))
+    assert result.decode.nonfinite_samples == 4
+    assert "4 NaN/infinite samples replaced by 0" in result.decode.warnings[0]
+    assert result.blocks["loudness"].integrated_lufs is not None
+    assert result.blocks["phase"].front.correlation is not None
+    proc = run_cli("diagnose", str(path))
+    assert proc.returncode == 0 and "NaN/infinite" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_header_only_wav_is_empty(tmp_path):
+    import wave
+
+    path = tmp_path / "nosamples.wav"
+    with wave.open(str(path), "wb") as w:  # a valid header and a data chunk of 0 bytes
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+    with pytest.raises(EmptyMedia, match="holds no samples"):
+        diagnose(str(path))
+
+
+def test_channel_count_change_mid_stream(tmp_path):
+    """Broadcast AC-3 switching from 2.0 to 5.1: measured up to the change, which is reported."""
+    a, b = tmp_path / "a.ac3", tmp_path / "b.ac3"
+    run_ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=3", "-ac", "2", "-c:a", "ac3", str(a))
+    run_ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=3", "-ac", "6", "-c:a", "ac3", str(b))
+    joined = tmp_path / "switch.ac3"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    result = diagnose(str(joined))
+    assert result.decode.truncated and "channel count changes from 2 to 6" in result.decode.problem
+    assert 2.5 < result.decode.frames / SR < 3.1

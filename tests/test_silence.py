@@ -170,3 +170,18 @@ def test_cli_prints_the_endpoint_response(gaps):
     bad = subprocess.run([sys.executable, "-m", "audioqc", "silence", gaps["wav"], "--duration", "0.01"],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.startswith("audioqc: error: duration=0.01")
+
+
+def test_delayed_audio_track_reports_file_time(tmp_path):
+    """Audio starting 2 s into a video file: times are file time, as FFmpeg reports them."""
+    path = str(tmp_path / "delayed.mov")
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=8", "-itsoffset", "2", "-f", "lavfi",
+               "-i", "sine=f=440:d=4,volume=enable='between(t,1,2)':volume=0", "-map", "0:v", "-map", "1:a",
+               "-c:v", "mpeg4", "-c:a", "pcm_s16le", path)
+    got = [(iv.start_s, iv.end_s) for iv in ours(path, noise="-60dB").blocks["silence"].intervals]
+    assert_same(got, ffmpeg_silences(path, "silencedetect=noise=-60dB:d=0.5")[None])
+    assert got[0][0] == pytest.approx(3.0, abs=0.05)
+    ranged = ours(path, noise="-60dB", start=2.5, end=5.0)
+    assert [(round(a, 2), round(b, 2)) for a, b in ((iv.start_s, iv.end_s) for iv in ranged.blocks["silence"].intervals)] \
+        == [(round(got[0][0], 2), round(got[0][1], 2))]
+    assert ranged.decode.frames == pytest.approx(2.5 * 44100, abs=2)
