@@ -7,8 +7,8 @@ as over-full-scale samples, and runs of them are clipping events too (they clip 
 any fixed-point format).
 
 - Full scale of an ``b``-bit integer format is ``(2**(b-1) - 1) / 2**(b-1)`` on the positive side
-  and ``-1`` on the negative side; the default tolerance is 2 LSB of the format (for float and
-  lossy formats: 0.001, -0.009 dB, since decoders of clipped masters ring around 1.0).
+  and ``-1`` on the negative side, exactly (a lossless decode gives the exact codes); for float PCM
+  1.0, and for lossy decodes 0.999 (-0.009 dB), since decoders of clipped masters ring around 1.0.
 - ``min_run`` defaults to 3 samples, the start threshold of Audacity's "Find Clipping".
 - Runs of all channels are merged into sections (runs closer than 10 ms join), each with the
   channels it involves. Dolby's block is ``{events, num_sections, first_event}``.
@@ -38,8 +38,10 @@ def clip_level(codec: str | None, bit_depth: int | None) -> float:
     """Magnitude at or above which a sample counts as full scale, for a codec and bit depth."""
     bits = _LOSSLESS_INT.get(codec or "") or (bit_depth if codec in ("flac", "alac", "wavpack") else None)
     if bits:
-        lsb = 2.0 ** (1 - bits)
-        return 1.0 - lsb - 2 * lsb  # positive full scale minus a 2-LSB tolerance
+        # The largest positive code (the negative rail is -1.0): a lossless decode gives the exact
+        # codes, so no tolerance is needed, and a tolerance would call the crest of a clean
+        # full-scale low-frequency sine (several samples within 2 LSB of the top) clipping.
+        return 1.0 - 2.0 ** (1 - bits)
     if codec in ("pcm_f32le", "pcm_f32be", "pcm_f64le", "pcm_f64be"):
         return 1.0
     return 1.0 - LOSSY_TOLERANCE

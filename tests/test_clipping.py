@@ -53,6 +53,13 @@ def test_lone_and_short_peaks_are_not_clipping():
     assert r.sections[0].end_s == pytest.approx(5003 / SR)
 
 
+def test_clean_full_scale_low_frequency_sine_is_not_clipping():
+    """A 50 Hz sine peaking at the largest 16-bit code: its crest is not a flat top."""
+    t = np.arange(SR) / SR
+    y = (np.round(np.sin(2 * np.pi * 50 * t) * 32767) / 32768).astype(np.float32)[np.newaxis]
+    assert detect(y, codec="pcm_s16le", bit_depth=16).result().events == 0
+
+
 def test_near_full_scale_programme_is_not_clipping():
     t = np.arange(2 * SR) / SR
     y = (10 ** (-0.1 / 20) * np.sin(2 * np.pi * 997 * t)).astype(np.float32)[np.newaxis]
