@@ -347,25 +347,29 @@ def _wav_declared_data_bytes(url: str) -> tuple[int, int] | None:
     """``(data offset, declared data size)`` from a RIFF/WAVE header, or None if not found.
 
     FFmpeg trusts the file size over the header, so a cut WAV looks complete to it; the header's
-    ``data`` chunk size is what the file was meant to hold.
+    ``data`` chunk size is what the file was meant to hold. Chunks before ``data`` (broadcast WAV
+    ``bext``, ``iXML``, padding: often more than 64 kB) are skipped by seeking, not read.
     """
     import struct
 
     try:
         kwargs = {} if _is_local(url) else {"block_size": 1 << 16}
         with fsspec.open(url if "://" in url else _local_path(url), "rb", **kwargs) as f:
-            head = f.read(1 << 16)
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            pos = 12
+            for _ in range(1000):  # a bound on the number of chunks
+                f.seek(pos)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                (size,) = struct.unpack("<I", chunk[4:8])
+                if chunk[:4] == b"data":
+                    return (pos + 8, size) if size not in (0, 0xFFFFFFFF) else None
+                pos += 8 + size + (size & 1)
     except Exception:
         return None
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    pos = 12
-    while pos + 8 <= len(head):
-        chunk_id = head[pos:pos + 4]
-        (size,) = struct.unpack("<I", head[pos + 4:pos + 8])
-        if chunk_id == b"data":
-            return (pos + 8, size) if size not in (0, 0xFFFFFFFF) else None
-        pos += 8 + size + (size & 1)
     return None
 
 

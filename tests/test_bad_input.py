@@ -251,3 +251,17 @@ def test_channel_count_change_mid_stream(tmp_path):
     result = diagnose(str(joined))
     assert result.decode.truncated and "channel count changes from 2 to 6" in result.decode.problem
     assert 2.5 < result.decode.frames / SR < 3.1
+
+
+def test_truncated_broadcast_wav_with_large_chunks_before_data(tmp_path, media):
+    """A 100 kB chunk before `data` (as bext/iXML/JUNK often are) does not hide the truncation."""
+    import struct
+
+    wav = media["s16.wav"].read_bytes()
+    i = wav.index(b"data")
+    padded = wav[:i] + b"JUNK" + struct.pack("<I", 100_000) + bytes(100_000) + wav[i:]
+    padded = padded[:4] + struct.pack("<I", len(padded) - 8) + padded[8:]
+    path = tmp_path / "bwf_cut.wav"
+    path.write_bytes(padded[: len(padded) // 2])
+    result = diagnose(str(path), only="loudness")
+    assert result.decode.truncated and "of the 6.000 s its headers declare" in result.decode.problem
