@@ -163,14 +163,12 @@ def _channel_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _alarm_settings(path: str | None) -> Any:
+def _alarm_settings(path: str) -> tuple[Any, tuple[int, ...]]:
     import json
 
     from audiolib.channel_format import AlarmSettings
     from audiolib.errors import InvalidParameter
 
-    if path is None:
-        return None
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -178,18 +176,30 @@ def _alarm_settings(path: str | None) -> Any:
         raise InvalidParameter(f"--alarms {path}: cannot read: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise InvalidParameter(f"--alarms {path}: not JSON: {exc}") from None
+    # Accept the reference's request shapes too: {"videoContext": {"audioFormatConfig": {...}}},
+    # {"audioFormatConfig": {...}} or {"alarmSettings": {...}}; their compressed_channels count.
+    if isinstance(data, dict) and "videoContext" in data:
+        data = data["videoContext"]
+    if isinstance(data, dict) and "audioFormatConfig" in data:
+        data = data["audioFormatConfig"]
+    compressed: tuple[int, ...] = ()
     if isinstance(data, dict) and "alarmSettings" in data:
+        extra = data.get("compressed_channels", [])
+        if not isinstance(extra, list) or not all(isinstance(c, int) and c >= 0 for c in extra):
+            raise InvalidParameter(f"--alarms {path}: compressed_channels={extra!r} must be a list of channel indices")
+        compressed = tuple(extra)
         data = data["alarmSettings"]
     if isinstance(data, dict) and "enabled" not in data:
         data = {**data, "enabled": True}  # a settings file given on the command line is meant to run
-    return AlarmSettings.from_dict(data)
+    return AlarmSettings.from_dict(data), compressed
 
 
 def _cmd_format(args: argparse.Namespace) -> int:
     from audiolib.diagnose import DiagnoseOptions, diagnose
 
-    options = DiagnoseOptions(compressed_channels=_channel_list(args.compressed_channels),
-                              alarms=_alarm_settings(args.alarms))
+    alarms, from_file = _alarm_settings(args.alarms) if args.alarms else (None, ())
+    channels = tuple(sorted(set(_channel_list(args.compressed_channels)) | set(from_file)))
+    options = DiagnoseOptions(compressed_channels=channels, alarms=alarms)
     result = diagnose(args.url, only="audio_format", start=args.start, end=args.end,
                       stream_index=args.stream, options=options)
     _decode_warnings(args.url, result)

@@ -91,3 +91,19 @@ def test_diagnose_has_every_block_from_one_pass(changing):
     assert list(out) == [*BLOCKS, "decode"]
     assert out["silence"]["at_beginning"] == pytest.approx(2.0, abs=0.01)
     assert out["audio_format"]["audioFormatAnnotations"][0]["audioFormat"] == "silence"
+
+
+def test_format_alarms_in_the_reference_request_shape(changing, tmp_path):
+    """The reference's whole request body works as the alarms file: its compressed_channels count."""
+    settings = tmp_path / "request.json"
+    settings.write_text(json.dumps({"videoContext": {"audioFormatConfig": {
+        "compressed_channels": [0, 1],
+        "alarmSettings": {"enabled": True, "sensitivity": 1.0, "secsInAlarmDuration": 1,
+                          "allowableAudioFormat": 255, "allowCompressedAudio": 0}}}}))
+    proc = cli("format", changing, "--alarms", str(settings))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["alarms"] == []  # every format allowed, nothing compressed
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"audioFormatConfig": {"compressed_channels": ["x"], "alarmSettings": {}}}))
+    proc = cli("format", changing, "--alarms", str(bad))
+    assert proc.returncode == 1 and "compressed_channels=['x']" in proc.stderr
