@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 from prefect import flow, task
+from prefect.task_runners import ProcessPoolTaskRunner
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
     update_progress_artifact
 
@@ -139,7 +140,7 @@ class _PartWriter:
             self.buffer = []
 
 
-@flow(name="audit")
+@flow(name="audit", task_runner=ProcessPoolTaskRunner())
 def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
           exclude: list[str] | None = None, batch_size: int = 8, part_rows: int = 256,
           run_id: str | None = None, reuse: bool = True, max_in_flight: int = 64) -> dict[str, Any]:
@@ -253,8 +254,6 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     exported before any worker starts, so workers do not each start their own (DESIGN.md).
     """
     import os
-
-    from prefect.task_runners import ProcessPoolTaskRunner
 
     if not isinstance(workers, int) or workers < 1:
         raise InvalidParameter(f"workers={workers!r} must be an integer >= 1")
