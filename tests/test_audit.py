@@ -212,3 +212,27 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     assert len(after) == n and after.source_url.is_unique
     assert set(before.source_url) <= set(after.source_url)
     assert "already in this run" in done.stdout
+
+
+def test_prefect_yaml_deployments_are_valid():
+    """Every deployment's entrypoint loads, its parameters are the flow's, its schedule parses,
+    and its policy preset exists."""
+    import importlib
+    import inspect
+
+    import yaml
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from audioqc.policy import list_presets
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "prefect.yaml").read_text())
+    assert len(config["deployments"]) >= 2
+    for dep in config["deployments"]:
+        module, name = dep["entrypoint"].split(":")
+        flow_obj = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), name)
+        accepted = set(inspect.signature(flow_obj.fn).parameters)
+        assert set(dep["parameters"]) <= accepted, dep["name"]
+        assert {"source", "report_url"} <= set(dep["parameters"])
+        assert dep["parameters"].get("policy") in list_presets()
+        for schedule in dep.get("schedules", []):
+            CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone", "UTC"))
