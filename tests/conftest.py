@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -57,3 +58,29 @@ def media(tmp_path_factory, ffmpeg) -> dict[str, Path]:
                "-c:a", "flac", "-disposition:a:0", "0", "-disposition:a:1", "default", str(d / "two_streams.mkv"))
     files["two_streams.mkv"] = d / "two_streams.mkv"
     return files
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 server (moto) on 127.0.0.1, with the standard AWS variables pointing at it; yields an
+    s3fs filesystem. Tests create their own buckets."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL_S3": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield s3fs.S3FileSystem()
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -139,46 +139,22 @@ def test_dask_cluster(prefect_api, tmp_path):
     assert len(rows_of(str(tmp_path / "report"), "dask")) == len(kinds)
 
 
-@pytest.fixture(scope="module")
-def s3_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {"AWS_ENDPOINT_URL_S3": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    yield s3fs.S3FileSystem()
-    server.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
-def test_s3_source_and_report(prefect_api, s3_server, tmp_path):
+def test_s3_source_and_report(prefect_api, s3, tmp_path):
     from flows.audit import run_audit
 
     kinds = make_collection(tmp_path / "media", n_good=3)
-    s3_server.mkdir("media")
-    s3_server.mkdir("reports")
-    s3_server.put(str(tmp_path / "media"), "media/show/", recursive=True)
-    summary = run_audit("s3://media/show", "s3://reports/qc", workers=2, run_id="s3run")
+    s3.mkdir("audit-media")
+    s3.mkdir("reports")
+    s3.put(str(tmp_path / "media"), "audit-media/show/", recursive=True)
+    summary = run_audit("s3://audit-media/show", "s3://reports/qc", workers=2, run_id="s3run")
     assert summary["written"] == len(kinds)
     frame = pd.read_parquet("s3://reports/qc", storage_options={"client_kwargs": {
         "endpoint_url": os.environ["AWS_ENDPOINT_URL_S3"]}})
-    assert len(frame) == len(kinds) and frame.source_url.str.startswith("s3://media/show/").all()
+    assert len(frame) == len(kinds) and frame.source_url.str.startswith("s3://audit-media/show/").all()
     assert frame[frame.status == "ok"].etag.notna().all()  # identity from S3 ETags
-    keys = s3_server.find("reports/qc")
+    keys = s3.find("reports/qc")
     assert keys and all(k.endswith(".parquet") and "/run_date=" in k for k in keys)  # nothing temporary
-    again = run_audit("s3://media/show", "s3://reports/qc", workers=1, run_id="s3again")
+    again = run_audit("s3://audit-media/show", "s3://reports/qc", workers=1, run_id="s3again")
     assert again["reused"] == sum(1 for v in kinds.values() if v == "ok")
 
 
