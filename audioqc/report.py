@@ -283,7 +283,16 @@ def write_rows(rows: Sequence[Mapping[str, Any]], report_url: str, run: RunInfo,
     The part lands at ``{report_url}/run_date=YYYY-MM-DD/part-{run_id}-{part:06d}.parquet``,
     atomically (see the module docstring). Writing the same part again replaces it.
     """
-    table = pa.Table.from_pylist(list(rows), schema=schema())
+    return write_table(rows_to_table(rows), report_url, run, part)
+
+
+def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows as a table of the report schema."""
+    return pa.Table.from_pylist(list(rows), schema=schema())
+
+
+def write_table(table: pa.Table, report_url: str, run: RunInfo, part: int) -> str:
+    """Write a table of report rows as one part (see :func:`write_rows`)."""
     fs, root = fsspec.core.url_to_fs(report_url)
     directory = f"{root.rstrip('/')}/{PARTITION}={run.run_date}"
     name = f"part-{run.run_id}-{part:06d}.parquet"

@@ -23,8 +23,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
     update_progress_artifact
@@ -51,7 +53,7 @@ def _identity_of(row: dict[str, Any]) -> tuple:
     return (row["source_url"], None, row.get("size_bytes"), mtime.isoformat() if mtime else None)
 
 
-@task(name="read report state", retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+@task(name="read report state", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
 def read_report_state(report_url: str, run_id: str) -> ReportState:
     """Rows already written for ``run_id``, its next part number, and reusable earlier rows."""
     state = ReportState()
@@ -77,12 +79,14 @@ def read_report_state(report_url: str, run_id: str) -> ReportState:
     return state
 
 
-@task(name="write report part", retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
-def write_part(rows: list[dict[str, Any]], report_url: str, run: report.RunInfo, part: int) -> str:
-    return report.write_rows(rows, report_url, run, part)
+@task(name="write report part", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+def write_part(table: pa.Table, report_url: str, run: report.RunInfo, part: int) -> str:
+    # A table, not a list of row dicts: Prefect walks every nested object of a task's parameters,
+    # which cost ~1 s per 256 rows; a table is one opaque value.
+    return report.write_table(table, report_url, run, part)
 
 
-@task(name="reuse cached rows", retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+@task(name="reuse cached rows", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
 def reuse_rows(report_url: str, objects: list[MediaObject], sources: list[str], run: report.RunInfo,
                policy_spec: str | None) -> list[dict[str, Any]]:
     """Copy earlier ``ok`` rows of unchanged files into this run (verdict recomputed)."""
@@ -134,7 +138,7 @@ class _PartWriter:
 
     def flush(self) -> None:
         if self.buffer:
-            write_part(self.buffer, self.report_url, self.run, self.part)
+            write_part(report.rows_to_table(self.buffer), self.report_url, self.run, self.part)
             self.written += len(self.buffer)
             self.part += 1
             self.buffer = []

@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from audiolib.diagnose import diagnose
 from audiolib.errors import AudioQCError
@@ -60,7 +61,9 @@ def _run_name() -> str:
     return f"diagnose {first}" + (f" +{len(batch) - 1}" if len(batch) > 1 else "")
 
 
-@task(name="diagnose batch", task_run_name=_run_name)
+# No Prefect caching or result persistence: reuse is decided from the report (flows/audit.py), and
+# hashing a batch's inputs for a cache key cost more than the work on short files.
+@task(name="diagnose batch", task_run_name=_run_name, cache_policy=NO_CACHE, persist_result=False)
 def analyze_batch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> list[dict[str, Any]]:
     """Diagnose each object of ``batch`` (decoded once each); one row per object, never raises."""
     return [analyze_one(obj, run, policy_spec) for obj in batch]

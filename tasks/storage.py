@@ -10,6 +10,7 @@ from typing import Any
 
 import fsspec
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from audiolib.errors import SourceNotFound
 
@@ -102,5 +103,5 @@ def list_objects(source: str, include: list[str] | None = None, exclude: list[st
     return sorted(out, key=lambda o: o.url)
 
 
-list_media = task(list_objects, name="list media", retries=STORAGE_RETRIES,
-                  retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+list_media = task(list_objects, name="list media", retries=STORAGE_RETRIES, cache_policy=NO_CACHE,
+                  persist_result=False, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
