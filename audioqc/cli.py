@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include", action="append", default=None, metavar="GLOB",
                    help="only these files (default: media extensions); repeatable")
     p.add_argument("--exclude", action="append", default=None, metavar="GLOB", help="skip these files; repeatable")
-    p.add_argument("--batch-size", type=int, default=8, metavar="N", help="files per task (default 8)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="files per task (default 32: per-task overhead is ~0.4 s, see benchmarks/bench_audit.py)")
     p.add_argument("--part-rows", type=int, default=256, metavar="N",
                    help="rows per report part file (default 256); a killed run loses at most these")
     p.add_argument("--run-id", default=None, metavar="ID", help="resume the run with this id (or name a new run)")

@@ -146,7 +146,7 @@ class _PartWriter:
 
 @flow(name="audit", task_runner=ProcessPoolTaskRunner())
 def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
-          exclude: list[str] | None = None, batch_size: int = 8, part_rows: int = 256,
+          exclude: list[str] | None = None, batch_size: int = 32, part_rows: int = 256,
           run_id: str | None = None, reuse: bool = True, max_in_flight: int = 64) -> dict[str, Any]:
     """Audit every media file under ``source`` into the Parquet dataset at ``report_url``.
 
