@@ -88,7 +88,7 @@ def write_part(table: pa.Table, report_url: str, run: report.RunInfo, part: int)
 
 @task(name="reuse cached rows", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
 def reuse_rows(report_url: str, objects: list[MediaObject], sources: list[str], run: report.RunInfo,
-               policy_spec: str | None) -> list[dict[str, Any]]:
+               policy_spec: str | None) -> pa.Table:
     """Copy earlier ``ok`` rows of unchanged files into this run (verdict recomputed)."""
     import pyarrow.dataset as ds
 
@@ -106,7 +106,7 @@ def reuse_rows(report_url: str, objects: list[MediaObject], sources: list[str], 
         row.update(run_id=run.run_id, run_time=run.run_time)
         row["verdict"], row["verdict_reasons"] = verdict_for(row, policy_spec)
         out.append(row)
-    return out
+    return report.rows_to_table(out)
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -147,7 +147,7 @@ class _PartWriter:
 @flow(name="audit", task_runner=ProcessPoolTaskRunner())
 def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
           exclude: list[str] | None = None, batch_size: int = 32, part_rows: int = 256,
-          run_id: str | None = None, reuse: bool = True, max_in_flight: int = 64) -> dict[str, Any]:
+          run_id: str | None = None, reuse: bool = True, max_in_flight: int = 8) -> dict[str, Any]:
     """Audit every media file under ``source`` into the Parquet dataset at ``report_url``.
 
     Parameters
@@ -196,17 +196,17 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
             update_progress_artifact(progress_id, 100.0 * done / total)
 
     for chunk in _chunks(cached, 512):
-        writer.add(reuse_rows(report_url, [o for o, _ in chunk], [r for _, r in chunk], run, policy))
+        writer.add(reuse_rows(report_url, [o for o, _ in chunk], [r for _, r in chunk], run, policy).to_pylist())
         advance(len(chunk))
     pending: deque = deque()
     for batch in _chunks(fresh, batch_size):
         pending.append(analyze_batch.submit(batch, run, policy))
         while len(pending) >= max_in_flight:
-            rows = pending.popleft().result()
+            rows = pending.popleft().result().to_pylist()
             writer.add(rows)
             advance(len(rows))
     while pending:
-        rows = pending.popleft().result()
+        rows = pending.popleft().result().to_pylist()
         writer.add(rows)
         advance(len(rows))
     writer.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -64,6 +65,11 @@ def _run_name() -> str:
 # No Prefect caching or result persistence: reuse is decided from the report (flows/audit.py), and
 # hashing a batch's inputs for a cache key cost more than the work on short files.
 @task(name="diagnose batch", task_run_name=_run_name, cache_policy=NO_CACHE, persist_result=False)
-def analyze_batch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> list[dict[str, Any]]:
-    """Diagnose each object of ``batch`` (decoded once each); one row per object, never raises."""
-    return [analyze_one(obj, run, policy_spec) for obj in batch]
+def analyze_batch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> pa.Table:
+    """Diagnose each object of ``batch`` (decoded once each); one row per object, never raises.
+
+    Returns the rows as an Arrow table: Prefect's task runner keeps every task's result until the
+    run ends, and a table of rows is ~100x smaller than the same rows as Python dicts (measured:
+    the audit of 20,000 files peaked at 585 MB with dicts).
+    """
+    return report.rows_to_table([analyze_one(obj, run, policy_spec) for obj in batch])
