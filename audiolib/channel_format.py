@@ -806,7 +806,6 @@ class ChannelFormatAnalyzer:
 
     def _label_parts(self, active: np.ndarray, cov: np.ndarray, var: np.ndarray, ratio: np.ndarray) -> np.ndarray:
         """Labels for three or more channels: part states vectorised over windows, then combined."""
-        k = len(var)
         sd = np.sqrt(var)
         with np.errstate(divide="ignore", invalid="ignore"):
             r = cov / (sd[:, :, None] * sd[:, None, :])

@@ -16,7 +16,7 @@ import math
 import os
 from fractions import Fraction
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import av
@@ -126,9 +126,6 @@ class DecodeReport:
     corrupt_packets: int = 0
     nonfinite_samples: int = 0  # NaN/Inf samples of float PCM, replaced by 0 before analysis
     warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def parse_time(value: str | float | int | None, *, name: str = "time") -> float | None:

@@ -17,7 +17,6 @@ audioqc.report.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -244,10 +243,6 @@ def _artifacts(summary: dict[str, Any]) -> None:
         lines += ["## Files that failed", "", "| file | status | why |", "|---|---|---|"]
         lines += [f"| {w['file']} | {w['status']} | {w['why']} |" for w in summary["worst"]]
     create_markdown_artifact(key="audit-report", markdown="\n".join(lines))
-
-
-def percent(done: int, total: int) -> float:
-    return 100.0 if total == 0 else math.floor(1000.0 * done / total) / 10.0
 
 
 def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: str | None = None,
