@@ -19,10 +19,10 @@ wall time, CPU time and the exact ``ru_maxrss`` of the process tree's largest pr
 * ``audit`` (the command): ``audioqc audit SRC --report DEST --workers N --batch-size B --run-id ID``
   into a fresh report directory; ``re-audit``: again with ``--workers 2`` on the report of the
   2-worker audit, under a new run id (every file reused);
-* ``flow``: the same audits through ``flows.audit.run_audit`` in a ``python -c`` that starts the
-  temporary Prefect server itself exactly as ``run_audit`` does (so ``run_audit`` finds the API
-  configured and only runs the flow) and reports, with ``time.perf_counter``: imports, server
-  start, the flow call, server stop.  Nothing is monkeypatched;
+* ``flow``: the same audits through ``flows.audit.run_audit`` in a ``python -c``, which times its
+  own phases with ``time.perf_counter`` (the worker fork server started, the temporary API
+  server's start, the flow call, the server's stop); the flow time is the flow call alone.
+  Nothing is monkeypatched;
 * ``server``: ``SubprocessASGIServer().start()`` / ``.stop()`` alone, ``--server-repeats`` times.
 
 Every CLI run starts a temporary Prefect server (~10 s): a fixed cost, not a per-file one.  The
@@ -109,42 +109,25 @@ print(json.dumps({"files": len(rows), "import_s": t1 - t0, "diagnose_s": t2 - t1
                   "loop_s": t3 - t1, "part": part, "start_method": multiprocessing.get_start_method()}))
 """
 
-# Starts the temporary server exactly as flows.audit.run_audit does, then calls run_audit, which
-# finds PREFECT_API_URL set and only runs the flow: the perf_counter around it is the flow time.
+# flows.audit.run_audit as the CLI calls it (fork server, temporary API server, flow); it times
+# its own phases (summary["timings_s"]): the flow time is the wall time of the flow call alone.
 FLOW_SCRIPT = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
 source, report_url, workers, batch, run_id = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # as the CLI does
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-from prefect.server.api.server import SubprocessASGIServer
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from flows.audit import run_audit
 t1 = time.perf_counter()
-server = SubprocessASGIServer()
-server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
-t2 = time.perf_counter()
-os.environ["PREFECT_API_URL"] = server.api_url
-try:
-    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-        t3 = time.perf_counter()
-        summary = run_audit(source, report_url, workers=workers, batch_size=batch, run_id=run_id,
-                            reuse=True, policy=None)
-        t4 = time.perf_counter()
-finally:
-    try:
-        from prefect.logging.handlers import APILogHandler
-        APILogHandler.flush()
-    except Exception:
-        pass
-    os.environ.pop("PREFECT_API_URL", None)
-    t5 = time.perf_counter()
-    server.stop()
-    t6 = time.perf_counter()
-print(json.dumps({"import_s": t1 - t0, "server_start_s": t2 - t1, "flow_s": t4 - t3, "log_flush_s": t5 - t4,
-                  "server_stop_s": t6 - t5, "total_s": t6 - t0,
-                  "summary": {k: summary.get(k) for k in ("run_id", "files", "analysed", "reused", "written",
-                                                          "already_done", "counts")}}))
+if __name__ == "__main__":  # the fork server re-imports __main__ (multiprocessing's rule)
+    summary = run_audit(source, report_url, workers=workers, batch_size=batch, run_id=run_id, reuse=True,
+                        policy=None)
+    t2 = time.perf_counter()
+    t = summary["timings_s"]
+    print(json.dumps({"import_s": t1 - t0, "server_start_s": t["server_start"], "flow_s": t["flow"],
+                      "log_flush_s": 0.0, "server_stop_s": t["server_stop"], "total_s": t2 - t0,
+                      "summary": {k: summary.get(k) for k in ("run_id", "files", "analysed", "reused", "written",
+                                                              "already_done", "counts")}}))
 """
 
 SERVER_SCRIPT = r"""

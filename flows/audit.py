@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ProcessPoolTaskRunner
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
     update_progress_artifact
 
@@ -34,6 +33,7 @@ from audiolib import ANALYSIS_VERSION
 from audiolib.errors import InvalidParameter
 from audioqc import progress, report
 from tasks.analyze import analyze_batch, verdict_for
+from flows.runner import WarmProcessPoolTaskRunner, prewarm
 from tasks.storage import STORAGE_RETRIES, STORAGE_RETRY_DELAYS_S, MediaObject, list_media
 
 @dataclass
@@ -113,6 +113,50 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i:i + size]
 
 
+# A batch holds at most this many bytes of media (and at most ``batch_size`` files): 64 MiB is
+# ~6 min of 48 kHz stereo 24-bit WAV, ~3.5 s of work, against ~0.15 s of per-task overhead.
+BATCH_BYTES = 64 * 2**20
+_UNKNOWN_SIZE_BYTES = 2 * 2**20  # what an object of unknown size counts for
+
+
+def _guided_batches(items: list[MediaObject], batch_size: int, workers: int | None) -> Iterator[list[MediaObject]]:
+    """Batches sized by bytes that shrink towards the end, so that workers finish together.
+
+    Guided self-scheduling (Polychronopoulos and Kuck, IEEE Trans. Computers 36(12), 1987) on the
+    objects' sizes: each batch takes 1/(2 x workers) of the bytes still to schedule, at most
+    :data:`BATCH_BYTES` (and ``batch_size`` files), at least a quarter of that; a file larger than
+    the target is a batch alone, so hour-long files spread over the workers one by one.  With
+    fixed batches of 32, 200 files of 10 s on 2 workers made 7 batches and one worker sat idle
+    while the other ran the last (measured: ~1/7 of the run); this makes 11, the last of 8 files.
+    Without a known worker count (a Dask cluster) the target stays at :data:`BATCH_BYTES`.
+    """
+    def size(o: MediaObject) -> int:
+        return o.size_bytes if o.size_bytes is not None else _UNKNOWN_SIZE_BYTES
+
+    left = sum(size(o) for o in items)
+    batch: list[MediaObject] = []
+    filled = target = 0
+    for obj in items:
+        if not batch:
+            target = BATCH_BYTES if not workers else min(BATCH_BYTES, max(BATCH_BYTES // 4, left // (2 * workers)))
+        batch.append(obj)
+        filled += size(obj)
+        left -= size(obj)
+        if filled >= target or len(batch) >= batch_size:
+            yield batch
+            batch, filled = [], 0
+    if batch:
+        yield batch
+
+
+def _workers() -> int | None:
+    """Worker processes of the running flow's task runner, if it says."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return getattr(ctx.task_runner, "_max_workers", None) if ctx else None
+
+
 class _PartWriter:
     """Buffers rows and writes a report part every ``part_rows`` rows."""
 
@@ -143,7 +187,7 @@ class _PartWriter:
             self.buffer = []
 
 
-@flow(name="audit", task_runner=ProcessPoolTaskRunner())
+@flow(name="audit", task_runner=WarmProcessPoolTaskRunner())
 def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
           exclude: list[str] | None = None, batch_size: int = 32, part_rows: int = 256,
           run_id: str | None = None, reuse: bool = True, max_in_flight: int = 8) -> dict[str, Any]:
@@ -160,7 +204,8 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
     include, exclude : list of str, optional
         Globs on the path or file name; default include: media file extensions.
     batch_size : int
-        Files per analysis task (amortises per-task overhead on short files).
+        Files per analysis task at most (amortises per-task overhead on short files); batches
+        shrink to a quarter of it towards the end of the run so that workers finish together.
     part_rows : int
         Rows per report part file.
     run_id : str, optional
@@ -198,7 +243,7 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         writer.add(reuse_rows(report_url, [o for o, _ in chunk], [r for _, r in chunk], run, policy).to_pylist())
         advance(len(chunk))
     pending: deque = deque()
-    for batch in _chunks(fresh, batch_size):
+    for batch in _guided_batches(fresh, batch_size, _workers()):
         pending.append(analyze_batch.submit(batch, run, policy))
         while len(pending) >= max_in_flight:
             rows = pending.popleft().result().to_pylist()
@@ -250,9 +295,13 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     """Run :func:`audit` with process parallelism (or on a Dask cluster) and one Prefect API.
 
     Without ``PREFECT_API_URL`` a temporary local Prefect server is started once here and its URL
-    exported before any worker starts, so workers do not each start their own (DESIGN.md).
+    exported before any worker starts, so workers do not each start their own (DESIGN.md).  The
+    worker fork server is started first (:func:`flows.runner.prewarm`), so the workers' imports
+    overlap with the server's start-up.  The summary gains ``timings_s``: ``server_start``,
+    ``flow`` and ``server_stop`` wall times (what ``benchmarks/bench_audit.py`` reports).
     """
     import os
+    import time
 
     if not isinstance(workers, int) or workers < 1:
         raise InvalidParameter(f"workers={workers!r} must be an integer >= 1")
@@ -261,21 +310,33 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
 
         runner: Any = DaskTaskRunner(address=dask_address)
     else:
-        runner = ProcessPoolTaskRunner(max_workers=workers)
+        prewarm()  # worker imports overlap with the API server's start-up below
+        runner = WarmProcessPoolTaskRunner(max_workers=workers)
     flow_ = audit.with_options(task_runner=runner)
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if PREFECT_API_URL.value():  # a server is configured (a deployment, a test harness, the user's)
-        return flow_(source, report_url, **params)
+    timings: dict[str, float] = {}
 
+    def run_flow() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        summary = flow_(source, report_url, **params)
+        timings["flow"] = time.perf_counter() - t0
+        return {**summary, "timings_s": timings}
+
+    if PREFECT_API_URL.value():  # a server is configured (a deployment, a test harness, the user's)
+        return run_flow()
+
+    t0 = time.perf_counter()
     server = SubprocessASGIServer()
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    timings["server_start"] = time.perf_counter() - t0
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            return flow_(source, report_url, **params)
+            return run_flow()
     finally:
+        t0 = time.perf_counter()
         try:  # send the run's last log lines while the server is still there
             from prefect.logging.handlers import APILogHandler
 
@@ -284,3 +345,4 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
             pass
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
+        timings["server_stop"] = time.perf_counter() - t0

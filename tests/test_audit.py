@@ -212,3 +212,44 @@ def test_prefect_yaml_deployments_are_valid():
         assert dep["parameters"].get("policy") in list_presets()
         for schedule in dep.get("schedules", []):
             CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone", "UTC"))
+
+
+def test_guided_batches_cover_every_file_once_and_shrink():
+    from flows.audit import BATCH_BYTES, _guided_batches
+    from tasks.storage import MediaObject
+
+    def objs(n, size):
+        return [MediaObject(f"f{i}", size, None, None) for i in range(n)]
+
+    short = objs(200, 1_920_044)  # 10 s of 48 kHz stereo 16-bit WAV
+    batches = list(_guided_batches(short, 32, 2))
+    assert [o.url for b in batches for o in b] == [o.url for o in short]  # every file once, in order
+    sizes = [len(b) for b in batches]
+    assert max(sizes) == 32 and sizes == sorted(sizes, reverse=True) and sizes[-1] < 16
+    # files larger than a batch's byte budget are batches alone, so long files spread over workers
+    assert [len(b) for b in _guided_batches(objs(5, 2 * BATCH_BYTES), 32, 2)] == [1] * 5
+    # batch_size still caps, and unknown sizes and an unknown worker count (Dask) work
+    assert {len(b) for b in _guided_batches(objs(10, 1), 1, 2)} == {1}
+    assert sum(len(b) for b in _guided_batches(objs(100, None), 32, None)) == 100
+    assert list(_guided_batches([], 32, 2)) == []
+
+
+def test_warm_runner_forks_workers_from_preloaded_server(prefect_api):
+    """The audit's default task runner: workers come from the fork server, modules already loaded."""
+    from prefect import flow, task
+
+    from flows.runner import WarmProcessPoolTaskRunner
+
+    @task
+    def where() -> tuple[int, bool]:
+        import multiprocessing
+        import sys
+
+        return os.getpid(), "tasks.analyze" in sys.modules and multiprocessing.get_start_method() == "forkserver"
+
+    @flow(task_runner=WarmProcessPoolTaskRunner(max_workers=2))
+    def probe() -> list[tuple[int, bool]]:
+        return [f.result() for f in [where.submit() for _ in range(4)]]
+
+    out = probe()
+    assert all(pid != os.getpid() and loaded for pid, loaded in out)

@@ -1,0 +1,78 @@
+"""Process-pool task runner whose workers start warm.
+
+Prefect's ``ProcessPoolTaskRunner`` spawns each worker as a fresh interpreter that then imports
+Prefect, pyarrow and audiolib before its first task: 3.3 s of imports per worker on the reference
+machine (``python -X importtime -c "import tasks.analyze"``), paid inside the flow, once per
+worker, every run.  :class:`WarmProcessPoolTaskRunner` is the same runner on the ``forkserver``
+start method with those modules preloaded: one server process imports them once, and every worker
+is a ``fork`` of it (milliseconds, and the imported pages are shared copy-on-write).
+:func:`prewarm` starts that server early, so its imports overlap with the start of the temporary
+Prefect API server instead of delaying the first task.
+
+Workers are still separate, fresh processes forked from a single-threaded server that has only
+imported modules, so none of the state Prefect avoids by not using plain ``fork`` (the flow
+process's threads, event loops and open clients) reaches them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+from prefect import task_runners as _tr
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
+
+# What a worker needs before its first task (see the module).
+PRELOAD = ["flows._preload"]
+
+_lock = threading.Lock()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """The forkserver context with :data:`PRELOAD` set (before the server first starts)."""
+    ctx = multiprocessing.get_context("forkserver")
+    with _lock:
+        ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def prewarm() -> None:
+    """Start the fork server now (it imports :data:`PRELOAD` in the background).
+
+    Returns at once; the first worker fork waits for the imports to finish.  Harmless to call more
+    than once, and a no-op for the process pool's correctness if never called.
+    """
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+class WarmProcessPoolTaskRunner(ProcessPoolTaskRunner):
+    """``ProcessPoolTaskRunner`` with workers forked from a preloaded fork server."""
+
+    def __enter__(self) -> "WarmProcessPoolTaskRunner":
+        # ProcessPoolTaskRunner.__enter__ with the start method changed (prefect 3.8,
+        # src/prefect/task_runners.py); everything else as there.
+        TaskRunner.__enter__(self)
+        mp_context = _context()
+        self._subprocess_message_queue = mp_context.Queue()
+        self._message_forwarding_thread = threading.Thread(
+            target=self._forward_subprocess_messages, name="ProcessPoolTaskRunnerMessageForwarder", daemon=True)
+        self._message_forwarding_thread.start()
+        try:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self._max_workers, mp_context=mp_context,
+                initializer=_tr._initialize_process_pool_worker,
+                initargs=(self._subprocess_message_queue, getattr(self, "_initializer", None),
+                          getattr(self, "_initargs", ())))
+            self._resolver_executor = ThreadPoolExecutor(max_workers=self._max_workers)
+        except Exception:
+            if self._executor is not None:
+                self._executor.shutdown(cancel_futures=True, wait=True)
+                self._executor = None
+            self._stop_message_forwarding()
+            raise
+        return self
