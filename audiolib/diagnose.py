@@ -17,7 +17,8 @@ from . import io
 from .errors import InvalidParameter
 from .channel_format import AlarmSettings, ChannelFormatAnalyzer, ChannelFormatResult
 from .clipping import ClippingDetector, ClippingResult
-from .loudness import LoudnessMeter, LoudnessResult
+from .loudness import GATING_MODES, LoudnessMeter, LoudnessResult
+from .perceptual import ContentResult, NoiseScoreResult, PerceptualAnalyzer, ScoreResult, SpeechResult
 from .silence import SilenceDetector, SilenceResult, parse_noise_db, validate_duration
 from .technical import (
     BandwidthAnalyzer,
@@ -54,13 +55,16 @@ class DiagnoseOptions:
     silence_mono: bool = False
     compressed_channels: tuple[int, ...] = ()
     alarms: AlarmSettings | None = None
+    quality_stride: int = 1
 
     def __post_init__(self) -> None:
         bad = [c for c in self.compressed_channels if isinstance(c, bool) or not isinstance(c, int) or c < 0]
         if bad:
             raise InvalidParameter(f"compressed_channels={list(self.compressed_channels)!r}: channel indices are integers >= 0")
-        if self.gating not in ("level",):
-            raise InvalidParameter(f"gating={self.gating!r}: must be 'level'")
+        if self.gating not in GATING_MODES:
+            raise InvalidParameter(f"gating={self.gating!r}: must be one of {', '.join(GATING_MODES)}")
+        if isinstance(self.quality_stride, bool) or not isinstance(self.quality_stride, int) or self.quality_stride < 1:
+            raise InvalidParameter(f"quality_stride={self.quality_stride!r}: an integer >= 1")
         parse_noise_db(self.silence_noise)
         validate_duration(self.silence_duration_s)
 
@@ -77,33 +81,75 @@ class _Bound:
         return self._finish(self._analyzer)
 
 
-def _loudness(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+Shared = dict[str, Any]
+#: Blocks computed by the perceptual analyzer (voice activity, DNSMOS, music, speech events).
+PERCEPTUAL_BLOCKS = ("quality_score", "noise_score", "speech", "music", "other")
+
+
+def _perceptual(s: io.AudioStream, o: DiagnoseOptions, shared: Shared, requested: Sequence[str]) -> PerceptualAnalyzer:
+    """The one perceptual analyzer of this decode (several blocks read it; it is pushed once).
+
+    DNSMOS (the costly part) and the speech events run only when a block needs them: ``loudness
+    --gating speech`` alone costs the voice activity and nothing more.
+    """
+    if "perceptual" not in shared:
+        shared["perceptual"] = PerceptualAnalyzer(
+            s.sample_rate, s.channel_names, start_s=s.start_s, quality_stride=o.quality_stride,
+            quality=bool({"quality_score", "noise_score"} & set(requested)), events="speech" in requested,
+            music=bool({"music", "other"} & set(requested)))
+    return shared["perceptual"]
+
+
+class _View:
+    """A block computed by a shared analyzer: pushes nothing itself."""
+
+    def __init__(self, source: Any, finish: Callable[[Any], Any]) -> None:
+        self.source, self._finish = source, finish
+
+    def push(self, block: np.ndarray) -> None:  # the shared analyzer is pushed once, by diagnose
+        pass
+
+    def result(self) -> Any:
+        return self._finish(self.source)
+
+
+def _loudness(s: io.AudioStream, o: DiagnoseOptions, shared: Shared, requested: Sequence[str]) -> Analyzer:
     meter = LoudnessMeter(s.sample_rate, s.channel_names)
+    if o.gating == "speech" or set(PERCEPTUAL_BLOCKS) & set(requested):  # voice activity measured anyway
+        p = _perceptual(s, o, shared, requested)
+        return _Bound(meter, lambda m: m.result(gating_mode=o.gating,
+                                                 speech_steps=p.speech_step_mask(m.step_energies().size)))
     return _Bound(meter, lambda m: m.result(gating_mode=o.gating))
 
 
-def _silence(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+def _view(pick: Callable[[Any], Any]) -> Callable[..., Analyzer]:
+    return lambda s, o, shared, requested: _View(_perceptual(s, o, shared, requested), lambda p: pick(p.results()))
+
+
+def _silence(s: io.AudioStream, o: DiagnoseOptions, shared: Shared, requested: Sequence[str]) -> Analyzer:
     return SilenceDetector(s.sample_rate, s.channel_names, noise=o.silence_noise,
                            duration=o.silence_duration_s, mono=o.silence_mono, start_s=s.start_s)
 
 
-def _clipping(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+def _clipping(s: io.AudioStream, o: DiagnoseOptions, shared: Shared, requested: Sequence[str]) -> Analyzer:
     return ClippingDetector(s.sample_rate, s.channel_names, codec=s.info.audio.codec,
                             bit_depth=s.info.audio.bit_depth, start_s=s.start_s)
 
 
-def _audio_format(s: io.AudioStream, o: DiagnoseOptions) -> Analyzer:
+def _audio_format(s: io.AudioStream, o: DiagnoseOptions, shared: Shared, requested: Sequence[str]) -> Analyzer:
     return ChannelFormatAnalyzer(s.sample_rate, s.channel_names, start_s=s.start_s,
                                  codec=s.info.audio.codec, container=s.info.container.kind,
                                  compressed_channels=o.compressed_channels, alarms=o.alarms)
 
 
-def _technical(cls: type) -> Callable[[io.AudioStream, DiagnoseOptions], Analyzer]:
-    return lambda s, o: cls(s.sample_rate, s.channel_names, start_s=s.start_s)
+def _technical(cls: type) -> Callable[..., Analyzer]:
+    return lambda s, o, shared, requested: cls(s.sample_rate, s.channel_names, start_s=s.start_s)
 
 
 #: Block name -> analyzer factory, in output order after ``media_info``.
-ANALYZERS: dict[str, Callable[[io.AudioStream, DiagnoseOptions], Analyzer]] = {
+#: Each factory is called as ``factory(stream, options, shared, requested)``: ``shared`` holds the
+#: analyzers several blocks read (pushed once), ``requested`` the blocks asked for.
+ANALYZERS: dict[str, Callable[..., Analyzer]] = {
     "loudness": _loudness,
     "silence": _silence,
     "clipping": _clipping,
@@ -112,6 +158,11 @@ ANALYZERS: dict[str, Callable[[io.AudioStream, DiagnoseOptions], Analyzer]] = {
     "phase": _technical(PhaseAnalyzer),
     "bandwidth": _technical(BandwidthAnalyzer),
     "dropouts": _technical(DropoutAnalyzer),
+    "quality_score": _view(lambda r: r.quality),
+    "noise_score": _view(lambda r: r.noise),
+    "speech": _view(lambda r: r.speech),
+    "music": _view(lambda r: r.music),
+    "other": _view(lambda r: r.other),
 }
 BLOCKS: tuple[str, ...] = ("media_info", *ANALYZERS)
 #: Block name -> the frozen dataclass its analyzer returns (the report derives its schema from it).
@@ -125,6 +176,11 @@ RESULT_TYPES: dict[str, type] = {
     "phase": PhaseResult,
     "bandwidth": BandwidthResult,
     "dropouts": DropoutResult,
+    "quality_score": ScoreResult,
+    "noise_score": NoiseScoreResult,
+    "speech": SpeechResult,
+    "music": ContentResult,
+    "other": ContentResult,
 }
 
 
@@ -192,10 +248,12 @@ def diagnose(url: str, *, only: str | Sequence[str] | None = None, start: float 
     requested = parse_blocks(only)
     options = options if options is not None else DiagnoseOptions(gating=gating)
     with io.stream(url, start=start, end=end, stream_index=stream_index) as s:
-        analyzers = {name: ANALYZERS[name](s, options) for name in requested if name in ANALYZERS}
+        shared: Shared = {}
+        analyzers = {name: ANALYZERS[name](s, options, shared, requested) for name in requested if name in ANALYZERS}
+        pushed = [a for a in analyzers.values() if not isinstance(a, _View)] + list(shared.values())
         if analyzers:
             for block in s:
-                for analyzer in analyzers.values():
+                for analyzer in pushed:
                     analyzer.push(block)
         return DiagnoseResult(
             url=url,

@@ -43,6 +43,13 @@ RELATIVE_GATE_LU = -10.0
 LRA_RELATIVE_GATE_LU = -20.0
 LRA_LOW_PERCENTILE = 10.0
 LRA_HIGH_PERCENTILE = 95.0
+#: Gating modes: "level" (BS.1770-4) and "speech" (dialogue gating, see LoudnessMeter.result).
+GATING_MODES = ("level", "speech")
+#: A 400 ms block is speech when at least this share of it is (the majority of the block).
+SPEECH_BLOCK_SHARE = 0.5
+#: Below this percentage of speech blocks, speech gating falls back to level gating (a documented
+#: choice: a few words in a music programme are no dialogue anchor).
+SPEECH_GATING_MIN_PERCENT = 5.0
 # BS.1770-4 Annex 1: 400 ms gating blocks overlapping by 75% -> 100 ms steps.
 STEP_S = 0.1
 MOMENTARY_STEPS = 4  # EBU Tech 3341 sec. 2.2: momentary window 400 ms
@@ -173,9 +180,15 @@ class LoudnessResult:
     true_peak_dbtp : float or None
         Largest absolute 4x-oversampled sample, dBTP (BS.1770-4 Annex 2).
     gating_mode : str
-        ``"level"`` (BS.1770-4 level gating).
+        ``"level"`` (BS.1770-4 level gating) or ``"speech"`` (BS.1770-4 gating over the blocks
+        that hold speech: dialogue gating).
     duration_s : float
         Audio measured, seconds.
+    speech_integrated_lufs : float or None
+        Dialogue-gated integrated loudness (BS.1770-4 gating over the speech blocks), whatever
+        ``gating_mode``, when voice activity was measured in the same pass (a full diagnose or
+        ``--gating speech``); None otherwise, or with less than
+        :data:`SPEECH_GATING_MIN_PERCENT` of speech blocks.
     """
 
     integrated_lufs: float | None
@@ -190,6 +203,7 @@ class LoudnessResult:
     relative_gate_lufs: float | None = None
     lra_low_lufs: float | None = None
     lra_high_lufs: float | None = None
+    speech_integrated_lufs: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Dolby's ``loudness`` block plus ``momentary_max`` and ``short_term_max``."""
@@ -201,6 +215,7 @@ class LoudnessResult:
             "true_peak": _round(self.true_peak_dbtp),
             "momentary_max": _round(self.momentary_max_lufs),
             "short_term_max": _round(self.short_term_max_lufs),
+            "speech_measured": _round(self.speech_integrated_lufs),
         }
 
     def to_sami(self) -> dict[str, float]:
@@ -414,13 +429,38 @@ class LoudnessMeter:
         high = float(values[int(math.floor((n - 1) * LRA_HIGH_PERCENTILE / 100.0 + 0.5))])
         return high - low, low, high
 
-    def result(self, *, gating_mode: str = "level") -> LoudnessResult:
-        """Everything measured so far (the meter may keep receiving blocks afterwards)."""
-        if gating_mode != "level":
-            raise InvalidParameter(f"gating_mode={gating_mode!r}: only 'level' is supported here")
+    def result(self, *, gating_mode: str = "level", speech_steps: np.ndarray | None = None) -> LoudnessResult:
+        """Everything measured so far (the meter may keep receiving blocks afterwards).
+
+        ``gating_mode="speech"`` (dialogue gating) needs ``speech_steps``: the share of speech
+        (0..1) in each 100 ms step, from a voice-activity detector. The integrated loudness is
+        then BS.1770-4's two-stage gating applied to the 400 ms blocks that are speech (at least
+        :data:`SPEECH_BLOCK_SHARE` of the block), as dialogue-gated delivery specs measure (ATSC
+        A/85 sec. 5.2 anchors loudness to dialogue; Dolby Dialogue Intelligence). With less than
+        :data:`SPEECH_GATING_MIN_PERCENT` of the blocks speech there is no dialogue to anchor to,
+        and the result falls back to level gating (``gating_mode`` says which was used). LRA,
+        maxima and peaks are not gated by speech.
+        """
+        if gating_mode not in GATING_MODES:
+            raise InvalidParameter(f"gating_mode={gating_mode!r}: must be one of {', '.join(GATING_MODES)}")
         momentary = self._window_energies(MOMENTARY_STEPS)
         short = self._window_energies(SHORT_TERM_STEPS)
-        integrated, rel_gate = self.gated_integrated(momentary)
+        if gating_mode == "speech" and speech_steps is None:
+            raise InvalidParameter("gating_mode='speech' needs the speech share of every 100 ms step")
+        speech_integrated = None
+        blocks = momentary
+        if speech_steps is not None and momentary.size:
+            share = np.zeros(self._n_steps)
+            n = min(share.size, len(speech_steps))
+            share[:n] = np.asarray(speech_steps, dtype=np.float64)[:n]
+            block_share = np.convolve(share, np.ones(MOMENTARY_STEPS) / MOMENTARY_STEPS, "valid")[:momentary.size]
+            speech_blocks = block_share >= SPEECH_BLOCK_SHARE
+            if 100.0 * speech_blocks.mean() >= SPEECH_GATING_MIN_PERCENT:
+                speech_integrated, speech_gate = self.gated_integrated(momentary[speech_blocks])
+                if gating_mode == "speech" and speech_integrated is not None:
+                    blocks = momentary[speech_blocks]
+        used_mode = "speech" if gating_mode == "speech" and blocks is not momentary else "level"
+        integrated, rel_gate = self.gated_integrated(blocks)
         lra, lra_low, lra_high = self.loudness_range(short[::LRA_HOP_STEPS])
         m_best = self._m_state[3] / self._m_len
         s_best = self._s_state[3] / self._s_len
@@ -437,8 +477,9 @@ class LoudnessMeter:
             sample_peak_dbfs=_db(self._sample_peak),
             sample_peak=self._sample_peak,
             true_peak_dbtp=tp,
-            gating_mode="level",
+            gating_mode=used_mode,
             duration_s=self._frames / self.sample_rate,
+            speech_integrated_lufs=speech_integrated,
             relative_gate_lufs=rel_gate,
             lra_low_lufs=lra_low,
             lra_high_lufs=lra_high,

@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("--sami", action="store_true",
                    help='print SAMI LoudnessDetect\'s {"loudness": LUFS or -100, "peak": linear}')
-    p.add_argument("--gating", choices=["level"], default="level", help="gating mode (default: level)")
+    p.add_argument("--gating", choices=["level", "speech"], default="level",
+                   help="level (BS.1770) or speech (dialogue-gated: loudness of the speech only); default level")
 
     p = sub.add_parser("silence", help="silence intervals, FFmpeg silencedetect semantics (the silence endpoint)")
     p.add_argument("url")
@@ -100,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("urls", nargs="+", metavar="url")
     add_common(p)
     p.add_argument("--only", default=None, metavar="BLOCKS", help="comma-separated blocks (default: all)")
-    p.add_argument("--gating", choices=["level"], default="level")
+    p.add_argument("--gating", choices=["level", "speech"], default="level",
+                   help="loudness gating: level (BS.1770) or speech (dialogue-gated); default level")
+    p.add_argument("--quality-stride", type=int, default=1, metavar="N",
+                   help="score every Nth speech window with DNSMOS (default 1: every window)")
     p.add_argument("--table", action="store_true", help="print a table instead of JSON")
     return parser
 
@@ -128,6 +132,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_loudness(args: argparse.Namespace) -> int:
     from audiolib.diagnose import diagnose
 
+    # --gating speech needs the voice activity of the same decode: still one pass
     result = diagnose(args.url, only="loudness", start=args.start, end=args.end,
                       stream_index=args.stream, gating=args.gating)
     _decode_warnings(args.url, result)
@@ -244,9 +249,10 @@ def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from audiolib.diagnose import diagnose, parse_blocks
+    from audiolib.diagnose import DiagnoseOptions, diagnose, parse_blocks
 
     parse_blocks(args.only)  # a bad --only is one error, not one per file
+    options = DiagnoseOptions(gating=args.gating, quality_stride=args.quality_stride)
     single = len(args.urls) == 1 and not args.table
     rows: list[list[str]] = []
     outputs: list[dict[str, Any]] = []
@@ -254,7 +260,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     for url in args.urls:
         try:
             result = diagnose(url, only=args.only, start=args.start, end=args.end,
-                              stream_index=args.stream, gating=args.gating)
+                              stream_index=args.stream, options=options)
         except Exception as exc:  # one bad file never stops the others
             if single or isinstance(exc, KeyboardInterrupt):
                 raise

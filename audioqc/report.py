@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from audiolib import ANALYSIS_VERSION, __version__
 from audiolib.diagnose import RESULT_TYPES, DiagnoseResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: perceptual blocks (quality_score, noise_score, speech, music, other)
 PARTITION = "run_date"
 
 _REASON = pa.struct([("metric", pa.string()), ("rule", pa.string()), ("severity", pa.string()),

@@ -3,8 +3,9 @@
 
 In one run, on the same generated file (benchmarks/bench_loudness.py's seeded programme), times
 
-* ``audioqc diagnose FILE`` (every block: media_info, loudness with true peak, silence, clipping,
-  channel format with ST 337 scan, DC offset, phase, bandwidth, dropouts), and
+* ``audioqc diagnose FILE --only SIGNAL_BLOCKS`` (every signal block: media_info, loudness with
+  true peak, silence, clipping, channel format with ST 337 scan, DC offset, phase, bandwidth,
+  dropouts; the perceptual blocks have their own benchmark, bench_perceptual.py), and
 * ``ffmpeg -i FILE -af ebur128=peak=true,silencedetect,astats -f null -``,
 
 each in its own process with its exact peak RSS (the launcher of bench_loudness.py), and prints
@@ -36,6 +37,7 @@ from benchmarks.bench_loudness import (  # noqa: E402
 )
 
 SWEEP_MINUTES = (10, 60, 180)
+SIGNAL_BLOCKS = "media_info,loudness,silence,clipping,audio_format,dc_offset,phase,bandwidth,dropouts"
 
 
 def run_peer(name: str, cmd: list[str], tmp: Path, duration_s: float) -> dict:
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak-RSS measurement floor: {rss_floor_mb(tmp):.1f} MB")
         run_measured([audioqc, "diagnose", str(path), "--end", "1"], tmp, "warmup")
         peers = [
-            run_peer("audioqc", [audioqc, "diagnose", str(path)], tmp, duration_s),
+            run_peer("audioqc", [audioqc, "diagnose", str(path), "--only", SIGNAL_BLOCKS], tmp, duration_s),
             run_peer("ffmpeg", [ffmpeg, "-nostats", "-hide_banner", "-i", str(path), "-af",
                                 "ebur128=peak=true,silencedetect,astats", "-f", "null", "-"], tmp, duration_s),
         ]
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             for minutes in SWEEP_MINUTES:
                 p = ensure_file(args.workdir, minutes, "wav", args.seed, ffmpeg)
                 warm_page_cache(p)
-                r = run_peer(f"audioqc-{minutes}min", [audioqc, "diagnose", str(p)], tmp, minutes * 60.0)
+                r = run_peer(f"audioqc-{minutes}min", [audioqc, "diagnose", str(p), "--only", SIGNAL_BLOCKS], tmp,
+                             minutes * 60.0)
                 sweep.append({"minutes": minutes, **r})
                 rows.append([str(minutes), f"{r['wall_s']:.2f}", f"{r['x_realtime']:.0f}", f"{r['peak_rss_mb']:.0f}",
                              "ok" if r["ok"] else "FAILED"])

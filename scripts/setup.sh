@@ -10,7 +10,7 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 # ffmpeg: the test oracle (ebur128, silencedetect) and benchmark peer; espeak-ng: recorded-style
 # speech for tests; extremetuxracer-data: real recorded music (Ogg Vorbis) for the ffmpeg
 # cross-checks.
-APT_PACKAGES="ffmpeg espeak-ng extremetuxracer-data"
+APT_PACKAGES="ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm extremetuxracer-data"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -4,14 +4,54 @@ from __future__ import annotations
 
 import os
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from audiolib.io import write
 from benchmarks.material import programme, run_ffmpeg  # noqa: F401 (re-exported to tests)
 
 SR = 48000
+
+SPEECH_TEXTS = (
+    "The quick brown fox jumps over the lazy dog while the audio engineer checks the levels.",
+    "Quality control at collection scale needs to know where people speak and how good it sounds.",
+    "Please remember to save your work before the session ends, and commit small honest changes.",
+)
+SPEECH_VOICES = ("en", "en-us+f2", "en+m3")
+
+
+@lru_cache(maxsize=8)
+def espeak_speech(seconds: float, sr: int = SR, pause_s: float = 0.5) -> np.ndarray:
+    """Mono float32 speech from espeak-ng (three voices in turn, ``pause_s`` between sentences),
+    peak about 0.5, cut to ``seconds``; deterministic (same espeak-ng, same samples)."""
+    import subprocess
+    import tempfile
+
+    import soxr
+
+    from audiolib import io
+
+    assert shutil.which("espeak-ng"), "espeak-ng makes test speech: scripts/setup.sh installs it"
+    parts: list[np.ndarray] = []
+    total = 0
+    i = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        while total < seconds * sr:
+            wav = os.path.join(tmp, f"s{i}.wav")
+            subprocess.run(["espeak-ng", "-v", SPEECH_VOICES[i % 3], "-w", wav, SPEECH_TEXTS[i % 3]],
+                           check=True, capture_output=True)
+            with io.stream(wav) as s:
+                y = np.concatenate(list(s), axis=1)[0]
+                rate = s.sample_rate
+            y = soxr.resample(y, rate, sr).astype(np.float32)
+            parts += [y, np.zeros(int(pause_s * sr), np.float32)]
+            total += y.size + int(pause_s * sr)
+            i += 1
+    out = np.concatenate(parts)[: int(seconds * sr)]
+    return (0.5 * out / np.max(np.abs(out))).astype(np.float32)
 
 
 @pytest.fixture(scope="session")

@@ -123,9 +123,8 @@ def test_preset_values_match_the_delivery_targets():
     assert bounds("streaming-music", "loudness_true_peak_dbtp") == ("max", -1.0, "fail")
     assert bounds("podcast", "loudness_integrated_lufs") == ("between", (-17.0, -15.0), "fail")
     assert bounds("podcast", "loudness_true_peak_dbtp") == ("max", -1.0, "fail")
-    assert bounds("film-dialogue", "loudness_integrated_lufs") == ("between", (-29.0, -25.0), "warn")
+    assert bounds("film-dialogue", "loudness_speech_integrated_lufs") == ("between", (-29.0, -25.0), "fail")
     assert bounds("film-dialogue", "loudness_true_peak_dbtp") == ("max", -2.0, "fail")
-    assert bounds("film-dialogue", "loudness_gating_mode") == ("equals", "speech", "warn")
     assert bounds("clean-speech", "bandwidth_hz") == ("min", 7000.0, "fail")
     assert bounds("clean-speech", "media_info_audio_sample_rate_hz") == ("min", 16000, "fail")
     for name in PRESETS:
@@ -194,7 +193,7 @@ def test_one_file_under_every_preset(compliant_row):
         "clean-speech": ("pass", set()),
         "streaming-music": ("warn", {"loudness_integrated_lufs"}),
         "podcast": ("fail", {"loudness_integrated_lufs"}),
-        "film-dialogue": ("warn", {"loudness_gating_mode", "loudness_integrated_lufs"}),
+        "film-dialogue": ("warn", {"loudness_speech_integrated_lufs"}),  # no dialogue in noise
     }
     for name, (verdict, metrics) in expected.items():
         v = evaluate(load_policy(name), compliant_row)
@@ -209,14 +208,31 @@ def test_noise_at_each_target_passes_its_preset(tmp_path, name, target):
     assert v.verdict == "pass", v.reasons
 
 
-def test_film_dialogue_warns_until_speech_gating(compliant_row):
-    # -23 LUFS is outside -27 +/-2 (a warning on the level-gated stand-in), and the gating mode
-    # is "level": the verdict is warn, never fail, for a file whose true peak is fine.
+def test_film_dialogue_without_dialogue_warns(compliant_row):
+    # Pink noise: no speech, so no dialogue-gated loudness: a warning (when_missing), not a pass.
     v = evaluate(load_policy("film-dialogue"), compliant_row)
     assert v.verdict == "warn"
-    assert {r["metric"] for r in v.reasons} == {"loudness_gating_mode", "loudness_integrated_lufs"}
-    gating = next(r for r in v.reasons if r["metric"] == "loudness_gating_mode")
-    assert gating["value"] == "level" and gating["severity"] == "warn"
+    assert [(r["metric"], r["severity"]) for r in v.reasons] == [("loudness_speech_integrated_lufs", "warn")]
+
+
+@pytest.mark.parametrize("dialogue_lufs, verdict", [(-27.0, "pass"), (-22.0, "fail")])
+def test_film_dialogue_fails_on_dialogue_gated_loudness(tmp_path, dialogue_lufs, verdict):
+    """Dialogue at -27 (or -22) LUFS and a loud effects passage without speech: the level-gated
+    loudness is the same in both files' league, the dialogue-gated one decides."""
+    from conftest import espeak_speech
+
+    room = np.random.default_rng(3).standard_normal(int(20.0 * SR)) * 3e-4  # room tone: no exact-zero pauses
+    speech = espeak_speech(20.0) + room.astype(np.float32)
+    dialogue = at_lufs(np.stack([speech, speech]), dialogue_lufs)
+    effects = at_lufs(pink_noise(8.0), dialogue_lufs + 6.0) * 0.5
+    path = tmp_path / "mix.wav"
+    write(str(path), np.concatenate((dialogue, effects), axis=1), SR, codec="pcm_s24le", sample_fmt="s32")
+    row = row_of(path)
+    assert abs(row["loudness_speech_integrated_lufs"] - dialogue_lufs) < 1.0
+    v = evaluate(load_policy("film-dialogue"), row)
+    assert v.verdict == verdict, v.reasons
+    if verdict == "fail":
+        assert [r["metric"] for r in v.reasons] == ["loudness_speech_integrated_lufs"]
 
 
 def test_clean_speech_rejects_upsampled_narrowband_mono_and_skips_phase(tmp_path):

@@ -1,0 +1,444 @@
+"""Perceptual diagnostics in the one decode pass: quality and noise scores, speech, music, events.
+
+One :class:`PerceptualAnalyzer` per file downmixes every decoded block (all channels but the LFE,
+averaged), feeds the native-rate mono to the speech-event detector, resamples it once to 16 kHz
+with soxr (streaming, ``HQ``) and feeds that to the voice-activity model, the music detector and
+the DNSMOS windows. It backs the ``quality_score``, ``noise_score``, ``speech``, ``music`` and
+``other`` blocks of ``diagnose`` and the speech mask of speech-gated loudness. Models are loaded
+once per process; their weights ship inside installed wheels (DESIGN.md).
+
+Definitions
+-----------
+DNSMOS windows
+    DNSMOS P.835 (Reddy et al., ICASSP 2022; the ``sig_bak_ovr.onnx`` model inside the
+    ``speechmos`` wheel, run directly with onnxruntime) rates a 9.01 s clip of 16 kHz speech on
+    ITU-T P.835's three scales: SIG (speech signal), BAK (background noise intrusiveness) and
+    OVRL (overall), each a MOS from 1 to 5, mapped from the network's raw outputs by DNSMOS's
+    published polynomials (``DNSMOS_POLY_*``). The file is cut into consecutive 9.01 s windows
+    from its first sample; a last window shorter than 9.01 s but at least
+    :data:`MIN_LAST_WINDOW_S` long is repeated to fill the clip (as the DNSMOS reference code does
+    for short clips) and weighs its real duration.
+Stretches without speech
+    DNSMOS predicts the opinion of listeners about *speech*; its scores on music, tones or silence
+    mean nothing. A window is scored only when at least :data:`SPEECH_WINDOW_SHARE` of its 32 ms
+    frames are speech (Silero VAD, :mod:`audiolib.speech`); other windows do not enter the
+    quality or noise score at all (not as zero, not as ten), and ``scored_duration_s`` says how
+    much of the file the scores describe. A file without a scored window has ``average: null``,
+    empty buckets and no worst segment. The model runs only on scored windows, which is also
+    what keeps music and silence cheap.
+Scores (0-10)
+    ``score = 10 * (MOS - 1) / 4``, clipped to 0..10: the MOS scale's range (1 = bad,
+    5 = excellent, ITU-T P.800) stretched linearly onto Dolby's 0..10, so 1 -> 0, 3 -> 5, 5 -> 10.
+    ``quality_score`` uses OVRL; ``noise_score`` uses BAK (10 = no audible noise). ``average`` is
+    the duration-weighted mean over scored windows; ``distribution`` has ten 1-point buckets
+    [0,1), [1,2), ... [9,10] with the duration (s) and percentage of scored time in each;
+    ``worst_segment`` is the scored window with the lowest score (file time). Dolby says its
+    score is to be read as a relative value; so is this one.
+Cost and ``quality_stride``
+    The P.835 network costs ~0.2-0.37 s of one core per 9.01 s window (25-50x realtime on
+    speech), far more than everything else in a diagnose together. ``quality_stride=N`` (CLI
+    ``--quality-stride N``) scores every Nth speech window only: a systematic 1-in-N sample, so
+    the average and distribution stay unbiased estimates, ``scored_windows`` and
+    ``scored_duration_s`` say how much was scored, and the worst segment is the worst *scored*
+    window. The default, 1, scores every speech window.
+SNR and noise floor
+    From the 32 ms frames' mean-square level of the 16 kHz mono: ``noise_floor_dbfs`` is the
+    10th percentile of the levels of non-speech frames above digital silence (-120 dBFS);
+    ``snr_db`` is ``10 log10((P_s - P_n) / P_n)`` with ``P_s`` the mean power of the speech frames
+    (which carry the noise too, hence the subtraction) and ``P_n`` the floor's power (-30 dB when
+    the speech frames are no louder than the floor). ``None`` without speech
+    frames (SNR) or without any non-silent frame (floor).
+Content (speech, music, other)
+    ``speech.percentage``: share of 32 ms frames with Silero probability >= 0.5. ``music``: the
+    music detector of :mod:`audiolib.music` (its segments). They are independent and may overlap
+    (speech over a music bed counts in both). ``other.percentage``: time that is neither speech,
+    music, nor quiet (frame level below :data:`QUIET_DBFS`, the silence block's default -60 dBFS):
+    noise, effects, tones.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import InvalidParameter
+from .speech import FRAME_S, INPUT_RATE_HZ, VoiceActivity
+
+#: DNSMOS input: 9.01 s at 16 kHz (speechmos/dnsmos.py, INPUT_LENGTH = 9.01).
+DNSMOS_WINDOW_SAMPLES = 144160
+DNSMOS_WINDOW_S = DNSMOS_WINDOW_SAMPLES / INPUT_RATE_HZ
+#: DNSMOS P.835 polynomials from raw model output to MOS (non-personalised; speechmos/dnsmos.py).
+DNSMOS_POLY_SIG = (-0.08397278, 1.22083953, 0.0052439)
+DNSMOS_POLY_BAK = (-0.13166888, 1.60915514, -0.39604546)
+DNSMOS_POLY_OVR = (-0.06766283, 1.11546468, 0.04602535)
+#: A window is scored when at least this share of its frames are speech.
+SPEECH_WINDOW_SHARE = 0.5
+#: A last, partial window is scored (repeated to 9.01 s) when at least this long.
+MIN_LAST_WINDOW_S = 2.0
+#: Below this frame level (dBFS) a frame is quiet: not "other" content (the silence block's default).
+QUIET_DBFS = -60.0
+#: Digital silence for the noise floor (dBFS).
+DIGITAL_SILENCE_DBFS = -120.0
+#: Percentile of non-speech frame levels taken as the noise floor.
+NOISE_FLOOR_PERCENTILE = 10.0
+
+
+def mos_to_score(mos: float | np.ndarray) -> Any:
+    """MOS (1..5) -> 0..10 (linear, clipped)."""
+    return np.clip(10.0 * (np.asarray(mos, dtype=np.float64) - 1.0) / 4.0, 0.0, 10.0)
+
+
+@lru_cache(maxsize=1)
+def _dnsmos_session():
+    import onnxruntime as ort
+    import speechmos
+
+    path = os.path.join(os.path.dirname(speechmos.__file__), "dnsmos_models", "sig_bak_ovr.onnx")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = False  # activations freed after each clip: peak RSS stays flat
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def dnsmos_p835(clips: np.ndarray) -> np.ndarray:
+    """DNSMOS P.835 MOS of 9.01 s 16 kHz clips, shape (n, 144160) -> (n, 3): SIG, BAK, OVRL."""
+    clips = np.ascontiguousarray(clips, dtype=np.float32)
+    if clips.ndim != 2 or clips.shape[1] != DNSMOS_WINDOW_SAMPLES:
+        raise InvalidParameter(f"DNSMOS clips must be (n, {DNSMOS_WINDOW_SAMPLES}), got {clips.shape}")
+    # One clip per call: batching gains nothing on one core (measured) and the network's
+    # activations grow with the batch (~150 MB a clip: 28 clips at once peaked at 4.3 GB).
+    session = _dnsmos_session()
+    raw = np.concatenate([session.run(None, {"input_1": clips[i:i + 1]})[0] for i in range(clips.shape[0])]
+                         ).astype(np.float64) if clips.shape[0] else np.zeros((0, 3))
+    return np.stack([np.polyval(DNSMOS_POLY_SIG, raw[:, 0]), np.polyval(DNSMOS_POLY_BAK, raw[:, 1]),
+                     np.polyval(DNSMOS_POLY_OVR, raw[:, 2])], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class ScoreBucket:
+    """One 1-point bucket of a score distribution."""
+
+    lower_bound: float
+    upper_bound: float
+    duration_s: float
+    percentage: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lower_bound": self.lower_bound, "upper_bound": self.upper_bound,
+                "duration": round(self.duration_s, 3), "percentage": round(self.percentage, 2)}
+
+
+@dataclass(frozen=True)
+class ScoreSegment:
+    """The worst window: file time and its score."""
+
+    start_s: float
+    end_s: float
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": round(self.start_s, 3), "end": round(self.end_s, 3), "score": round(self.score, 2)}
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Dolby's ``quality_score`` / ``noise_score`` block (0-10, higher is better)."""
+
+    average: float | None
+    distribution: list[ScoreBucket]
+    worst_segment: ScoreSegment | None
+    scored_duration_s: float
+    scored_windows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"average": None if self.average is None else round(self.average, 2),
+                "distribution": [b.to_dict() for b in self.distribution],
+                "worst_segment": None if self.worst_segment is None else self.worst_segment.to_dict(),
+                "scored_duration": round(self.scored_duration_s, 3), "scored_windows": self.scored_windows}
+
+
+@dataclass(frozen=True)
+class NoiseScoreResult(ScoreResult):
+    """``noise_score`` plus the estimated SNR and noise floor (Dolby Analyze's noise fields)."""
+
+    snr_db: float | None = None
+    noise_floor_dbfs: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["snr"] = None if self.snr_db is None else round(self.snr_db, 2)
+        out["noise_floor"] = None if self.noise_floor_dbfs is None else round(self.noise_floor_dbfs, 2)
+        return out
+
+
+@dataclass(frozen=True)
+class SpeechResult:
+    """Dolby's ``speech`` block: percentage of speech and its events."""
+
+    percentage: float
+    duration_s: float
+    events: Any  # SpeechEventsResult (audiolib.speech_events) or None below 8 kHz
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"percentage": round(self.percentage, 2),
+                "events": self.events.to_dict() if self.events is not None else None}
+
+
+@dataclass(frozen=True)
+class ContentResult:
+    """Dolby's ``music`` (and the ``other``) block: a percentage of the file's duration."""
+
+    percentage: float
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"percentage": round(self.percentage, 2)}
+
+
+def _score_result(scores: np.ndarray, starts: np.ndarray, durations: np.ndarray,
+                  cls: type = ScoreResult, **extra: Any) -> Any:
+    total = float(durations.sum())
+    buckets = []
+    idx = np.minimum(np.floor(scores).astype(int), 9) if scores.size else np.zeros(0, int)
+    for b in range(10):
+        d = float(durations[idx == b].sum()) if scores.size else 0.0
+        buckets.append(ScoreBucket(float(b), float(b + 1), d, 100.0 * d / total if total > 0 else 0.0))
+    if scores.size == 0:
+        return cls(None, buckets, None, 0.0, 0, **extra)
+    worst = int(np.argmin(scores))
+    seg = ScoreSegment(float(starts[worst]), float(starts[worst] + durations[worst]), float(scores[worst]))
+    average = float(np.sum(scores * durations) / total)
+    return cls(average, buckets, seg, total, int(scores.size), **extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# the analyzer
+
+
+@dataclass
+class PerceptualResults:
+    quality: ScoreResult
+    noise: NoiseScoreResult
+    speech: SpeechResult
+    music: ContentResult
+    other: ContentResult
+    speech_frames: np.ndarray = field(repr=False)  # bool per 32 ms frame
+
+
+class PerceptualAnalyzer:
+    """Streaming: ``push`` float32 ``(channels, frames)`` blocks at the native rate, then ``results()``."""
+
+    def __init__(self, sample_rate: int, channel_names: Sequence[str], *, start_s: float = 0.0,
+                 events: bool = True, quality: bool = True, music: bool = True, quality_stride: int = 1) -> None:
+        import soxr
+
+        if sample_rate < 8000:
+            raise InvalidParameter(f"sample_rate={sample_rate}: perceptual analysis needs >= 8 kHz")
+        self.sample_rate = int(sample_rate)
+        self.start_s = float(start_s)
+        names = list(channel_names)
+        keep = [i for i, n in enumerate(names) if n != "LFE"] or list(range(len(names)))
+        self._keep = keep
+        self._resample = soxr.ResampleStream(self.sample_rate, INPUT_RATE_HZ, 1, dtype="float32", quality="HQ") \
+            if self.sample_rate != INPUT_RATE_HZ else None
+        self.vad = VoiceActivity()
+        self.music = None
+        if music:
+            from .music import MusicDetector
+
+            self.music = MusicDetector(INPUT_RATE_HZ)
+        if isinstance(quality_stride, bool) or not isinstance(quality_stride, int) or quality_stride < 1:
+            raise InvalidParameter(f"quality_stride={quality_stride!r}: an integer >= 1")
+        self._stride = quality_stride
+        self._speech_windows_seen = 0
+        self.events = None
+        if events:
+            from .speech_events import SpeechEventDetector
+
+            self.events = SpeechEventDetector(self.sample_rate)
+        self._quality = quality
+        self._frame_n = int(round(FRAME_S * INPUT_RATE_HZ))  # 512 samples
+        self._frame_rest = np.zeros(0, np.float32)
+        self._levels: list[np.ndarray] = []  # mean square per 32 ms frame
+        self._window_rest: list[np.ndarray] = []
+        self._window_rest_n = 0
+        self._windows: list[np.ndarray] = []  # complete 9.01 s windows not yet scored
+        self._window_scores: list[np.ndarray] = []  # (k, 3) MOS per scored window
+        self._window_index: list[int] = []
+        self._n_windows = 0
+        self._samples16 = 0
+        self._native_frames = 0
+        self._results: PerceptualResults | None = None
+
+    # ---------------------------------------------------------------- streaming
+    def push(self, block: np.ndarray) -> None:
+        if self._results is not None:
+            raise RuntimeError("PerceptualAnalyzer: push after results()")
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1:
+            block = block[np.newaxis, :]
+        if block.shape[1] == 0:
+            return
+        mono = block[self._keep].mean(axis=0, dtype=np.float32) if len(self._keep) > 1 else block[self._keep[0]]
+        mono = np.ascontiguousarray(mono, dtype=np.float32)
+        self._native_frames += mono.size
+        if self.events is not None:
+            self.events.push(mono)
+        y = self._resample.resample_chunk(mono) if self._resample is not None else mono
+        self._push16(y)
+
+    def _push16(self, y: np.ndarray) -> None:
+        if y.size == 0:
+            return
+        self._samples16 += y.size
+        self.vad.push(y)
+        if self.music is not None:
+            self.music.push(y)
+        # frame levels
+        data = np.concatenate((self._frame_rest, y)) if self._frame_rest.size else y
+        n = data.size // self._frame_n
+        if n:
+            frames = data[: n * self._frame_n].reshape(n, self._frame_n).astype(np.float64)
+            self._levels.append(np.einsum("ij,ij->i", frames, frames) / self._frame_n)
+        self._frame_rest = data[n * self._frame_n:].copy()
+        # DNSMOS windows: kept until the voice activity of their span is known (at the end, or
+        # as soon as enough is buffered: see _score_ready)
+        if self._quality:
+            self._window_rest.append(y)
+            self._window_rest_n += y.size
+            if self._window_rest_n >= DNSMOS_WINDOW_SAMPLES:
+                data = np.concatenate(self._window_rest)
+                k = data.size // DNSMOS_WINDOW_SAMPLES
+                for i in range(k):
+                    self._windows.append(data[i * DNSMOS_WINDOW_SAMPLES:(i + 1) * DNSMOS_WINDOW_SAMPLES])
+                rest = data[k * DNSMOS_WINDOW_SAMPLES:]
+                self._window_rest = [rest] if rest.size else []
+                self._window_rest_n = rest.size
+                self._score_ready(final=False)
+
+    def _score_ready(self, final: bool) -> None:
+        """Score the buffered windows whose speech share the VAD already knows."""
+        known_frames = sum(p.size for p in self.vad._probs)  # frames decided so far
+        if final:
+            known_frames = self.vad.probabilities().size
+        probs = None
+        keep: list[np.ndarray] = []
+        batch: list[np.ndarray] = []
+        batch_idx: list[int] = []
+        frames_per_window = DNSMOS_WINDOW_S / FRAME_S
+        for w in self._windows:
+            i = self._n_windows
+            first = int(math.floor(i * frames_per_window))
+            last = int(math.ceil((i + 1) * frames_per_window))
+            if last > known_frames and not final:
+                keep.append(w)
+                continue
+            if probs is None:
+                probs = np.concatenate(self.vad._probs) if self.vad._probs else np.zeros(0, np.float32)
+            share = float(np.mean(probs[first:last] >= 0.5)) if last > first and probs.size else 0.0
+            if share >= SPEECH_WINDOW_SHARE:
+                if self._speech_windows_seen % self._stride == 0:
+                    batch.append(w)
+                    batch_idx.append(i)
+                self._speech_windows_seen += 1
+            self._n_windows += 1
+        self._windows = keep
+        if batch:
+            self._window_scores.append(dnsmos_p835(np.stack(batch)))
+            self._window_index.extend(batch_idx)
+
+    # ---------------------------------------------------------------- results
+    def results(self) -> PerceptualResults:
+        if self._results is not None:
+            return self._results
+        if self._resample is not None:
+            self._push16(self._resample.resample_chunk(np.zeros(0, np.float32), last=True))
+        probs = self.vad.probabilities()
+        speech = probs >= 0.5
+        duration_s = self._native_frames / self.sample_rate
+        # last partial window: repeat it to 9.01 s, weigh its real duration
+        partial_s = 0.0
+        if self._quality:
+            rest = np.concatenate(self._window_rest) if self._window_rest else np.zeros(0, np.float32)
+            self._score_ready(final=True)
+            if rest.size >= MIN_LAST_WINDOW_S * INPUT_RATE_HZ:
+                i = self._n_windows
+                first = int(math.floor(i * DNSMOS_WINDOW_S / FRAME_S))
+                share = float(np.mean(speech[first:])) if speech[first:].size else 0.0
+                if share >= SPEECH_WINDOW_SHARE and self._speech_windows_seen % self._stride == 0:
+                    clip = np.resize(rest, DNSMOS_WINDOW_SAMPLES)
+                    self._window_scores.append(dnsmos_p835(clip[np.newaxis, :]))
+                    self._window_index.append(i)
+                    partial_s = rest.size / INPUT_RATE_HZ
+        if self._window_scores:
+            mos = np.concatenate(self._window_scores)
+            idx = np.asarray(self._window_index)
+        else:
+            mos = np.zeros((0, 3))
+            idx = np.zeros(0, int)
+        starts = self.start_s + idx * DNSMOS_WINDOW_S
+        durations = np.full(idx.size, DNSMOS_WINDOW_S)
+        if partial_s and idx.size:
+            durations[-1] = partial_s
+        quality = _score_result(mos_to_score(mos[:, 2]), starts, durations)
+        levels = np.concatenate(self._levels) if self._levels else np.zeros(0)
+        n = min(levels.size, speech.size)
+        lv_db = 10 * np.log10(np.maximum(levels[:n], 1e-30))
+        sp = speech[:n]
+        audible = lv_db > DIGITAL_SILENCE_DBFS
+        floor = None
+        pool = lv_db[~sp & audible]
+        if pool.size == 0:
+            pool = lv_db[audible]
+        if pool.size:
+            floor = float(np.percentile(pool, NOISE_FLOOR_PERCENTILE))
+        snr = None
+        if sp.any() and floor is not None:
+            p_noise = 10 ** (floor / 10)
+            p_speech = float(np.mean(levels[:n][sp])) - p_noise  # speech frames hold the noise too
+            snr = float(10 * np.log10(p_speech / p_noise)) if p_speech > 0 else float(10 * np.log10(1e-3))
+        noise = _score_result(mos_to_score(mos[:, 1]), starts, durations, cls=NoiseScoreResult,
+                              snr_db=snr, noise_floor_dbfs=floor)
+        frames_total = max(speech.size, 1)
+        speech_pct = 100.0 * float(speech.sum()) / frames_total
+        music_dec = np.asarray(self.music.decisions(), dtype=bool) if self.music is not None else np.zeros(0, bool)
+        from .music import SEGMENT_S
+
+        music_pct = 100.0 * float(music_dec.mean()) if music_dec.size else 0.0
+        # "other": frames neither speech, nor music, nor quiet
+        music_frames = np.repeat(music_dec, int(round(SEGMENT_S / FRAME_S)) or 1)[:n]
+        if music_frames.size < n:
+            music_frames = np.concatenate((music_frames, np.zeros(n - music_frames.size, bool)))
+        other = ~sp & ~music_frames & (lv_db > QUIET_DBFS)
+        other_pct = 100.0 * float(other.sum()) / max(n, 1)
+        ev = None
+        if self.events is not None:
+            ev = self.events.result(speech, FRAME_S, start_s=self.start_s)
+        self._results = PerceptualResults(
+            quality=quality, noise=noise,
+            speech=SpeechResult(speech_pct, speech_pct / 100.0 * duration_s, ev),
+            music=ContentResult(music_pct, music_pct / 100.0 * duration_s),
+            other=ContentResult(other_pct, other_pct / 100.0 * duration_s),
+            speech_frames=speech)
+        return self._results
+
+    def speech_step_mask(self, steps: int, step_s: float = 0.1) -> np.ndarray:
+        """Speech share of each ``step_s`` step (for speech-gated loudness), from the 32 ms frames."""
+        speech = self.results().speech_frames.astype(np.float64)
+        # frame f covers [f*FRAME_S, (f+1)*FRAME_S); step k covers [k*step_s, (k+1)*step_s)
+        edges = np.arange(steps + 1) * step_s
+        padded = np.append(speech, 0.0)
+        cum = np.concatenate(([0.0], np.cumsum(speech))) * FRAME_S  # speech seconds before frame f
+        f = np.minimum(np.floor(edges / FRAME_S + 1e-9).astype(np.int64), speech.size)
+        until = cum[f] + padded[f] * (edges - f * FRAME_S)  # speech seconds before each edge
+        return np.clip(np.diff(until) / step_s, 0.0, 1.0)

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Full diagnose (every block, perceptual ones included) on a 1-hour programme, on one core.
+
+The issue's target: at least 100x realtime for the full diagnose on one core (inaSpeechSegmenter,
+the usual open speech/music segmenter, runs about 10x realtime on a CPU; it is not run here: it
+needs TensorFlow and downloads its models at run time, which this machine's rules forbid).
+
+The programme (generated, cached under benchmarks/out/, not committed) repeats a 10-minute cycle:
+4 min of espeak-ng speech (three voices, pauses), 3 min of real recorded music (Ogg Vorbis from
+Debian's extremetuxracer-data), 2 min of speech over that music 15 dB down, 1 min of room noise;
+stereo 48 kHz 16-bit WAV. 60 % of its 9.01 s windows hold speech, so DNSMOS runs on 60 % of it.
+
+Each command runs in its own process pinned to CPU 0 (``taskset -c 0``) with one thread for
+numpy/onnxruntime (``OMP_NUM_THREADS=1``; audiolib's sessions use one thread anyway), through the
+launcher of bench_loudness.py (exact peak RSS):
+
+* ``audioqc diagnose FILE``: every block, DNSMOS on every speech window;
+* ``audioqc diagnose FILE --quality-stride N`` (``--strides``): DNSMOS on every Nth speech window;
+* ``audioqc diagnose FILE --only <signal blocks>``: the signal blocks alone (what the perceptual
+  blocks add is the difference).
+
+Timings are printed, never asserted.
+
+    .venv/bin/python benchmarks/bench_perceptual.py [--minutes 60] [--strides 4,8] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_loudness import _default_audioqc, print_table, rss_floor_mb, run_measured  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SR = 48000
+GEN_VERSION = 1
+CYCLE_S = 600.0
+SIGNAL_BLOCKS = "media_info,loudness,silence,clipping,audio_format,dc_offset,phase,bandwidth,dropouts"
+TARGET_X_REALTIME = 100.0
+TEXTS = (
+    "Audio quality control at collection scale means that every file is measured without a person "
+    "listening. Loudness, clipping, silence and the channel format come from the signal itself.",
+    "The speech detector marks where people talk, and the quality score predicts what listeners "
+    "would say about the sound. Noise, reverberation and codec artefacts all lower it.",
+    "A nightly audit of the incoming deliveries writes one row per file into a Parquet report, "
+    "which analysts then query to see whether quality drifts over the weeks.",
+)
+VOICES = ("en", "en-us+f2", "en+m3", "en-gb+f4")
+
+
+def _decode(path: str, sr: int = SR) -> np.ndarray:
+    out = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-ac", "2", "-ar", str(sr),
+                          "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.float32).reshape(-1, 2).T.copy()
+
+
+def _speech(seconds: float, tmp: Path) -> np.ndarray:
+    parts, total, i = [], 0, 0
+    while total < seconds * SR:
+        wav = tmp / f"s{i}.wav"
+        subprocess.run(["espeak-ng", "-v", VOICES[i % len(VOICES)], "-s", str(140 + 10 * (i % 4)), "-w", str(wav),
+                        TEXTS[i % len(TEXTS)]], check=True, capture_output=True)
+        y = _decode(str(wav))
+        pause = np.zeros((2, int((0.4 + 0.3 * (i % 3)) * SR)), np.float32)
+        parts += [y, pause]
+        total += y.shape[1] + pause.shape[1]
+        i += 1
+    y = np.concatenate(parts, axis=1)[:, : int(seconds * SR)]
+    return 0.4 * y / np.max(np.abs(y))
+
+
+def _music(seconds: float) -> np.ndarray:
+    songs = sorted(Path("/usr/share/games/etr/music").glob("*.ogg"))
+    if not songs:
+        raise SystemExit("needs /usr/share/games/etr/music (apt package extremetuxracer-data; scripts/setup.sh)")
+    parts, total = [], 0
+    for song in songs:
+        y = _decode(str(song))
+        parts.append(y)
+        total += y.shape[1]
+        if total >= seconds * SR:
+            break
+    y = np.concatenate(parts, axis=1)
+    reps = int(np.ceil(seconds * SR / y.shape[1]))
+    y = np.tile(y, reps)[:, : int(seconds * SR)]
+    return 0.4 * y / np.max(np.abs(y))
+
+
+def ensure_programme(workdir: Path, minutes: float) -> Path:
+    path = workdir / f"perceptual_programme_{minutes:g}min_g{GEN_VERSION}.wav"
+    if path.exists():
+        return path
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"generating {path.name} ...", flush=True)
+    rng = np.random.default_rng(1770)
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        speech = _speech(360.0, tmp)
+        music = _music(300.0)
+        bed = music[:, 180 * SR:300 * SR] * 10 ** (-15 / 20)
+        over = speech[:, 240 * SR:360 * SR] + bed
+        room = (rng.standard_normal((2, 60 * SR)) * 0.003).astype(np.float32)
+        cycle = np.concatenate((speech[:, : 240 * SR], music[:, : 180 * SR], over, room), axis=1)
+        cycle += (rng.standard_normal(cycle.shape) * 1e-4).astype(np.float32)  # no exact-zero pauses
+        cycle_path = tmp / "cycle.wav"
+        pcm = (np.clip(cycle, -1, 1) * 32767).astype("<i2").T.tobytes()
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "s16le", "-ar", str(SR), "-ac", "2", "-i", "-",
+                        str(cycle_path)], input=pcm, check=True)
+        loops = int(np.ceil(minutes * 60 / CYCLE_S))
+        partial = tmp / "out.wav"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(cycle_path),
+                        "-t", str(minutes * 60), "-c", "copy", str(partial)], check=True)
+        shutil.move(str(partial), path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--strides", default="4,8", help="quality strides to try besides 1 (default 4,8)")
+    ap.add_argument("--workdir", type=Path, default=HERE / "out")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    strides = [int(s) for s in args.strides.split(",") if s.strip()]
+    aq = _default_audioqc()
+    path = ensure_programme(args.workdir, args.minutes)
+    duration_s = args.minutes * 60.0
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    cases = [("full (stride 1)", [aq, "diagnose", str(path)])]
+    cases += [(f"full (stride {s})", [aq, "diagnose", str(path), "--quality-stride", str(s)]) for s in strides]
+    cases += [("signal blocks only", [aq, "diagnose", str(path), "--only", SIGNAL_BLOCKS])]
+    out: dict = {"minutes": args.minutes, "file": str(path), "pinned": bool(pin), "cases": []}
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        print(f"peak-RSS measurement floor: {rss_floor_mb(tmp):.1f} MB; one core: {'taskset -c 0' if pin else 'NOT pinned'}")
+        run_measured(pin + [aq, "diagnose", str(path), "--end", "20"], tmp, "warmup")
+        rows = []
+        for name, cmd in cases:
+            print(f"  running {name} ...", flush=True)
+            r = run_measured(pin + cmd, tmp, name.replace(" ", "_"))
+            ok = r["returncode"] == 0
+            case = {"case": name, "cmd": cmd, "ok": ok, "wall_s": r["wall_s"], "cpu_s": r["user_s"] + r["sys_s"],
+                    "x_realtime": duration_s / r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
+            if ok and "--only" not in cmd:
+                d = json.loads(r["stdout"])
+                case["blocks"] = {k: d[k] for k in ("speech", "music", "other")}
+                case["quality_average"] = d["quality_score"]["average"]
+                case["quality_scored_windows"] = d["quality_score"]["scored_windows"]
+                case["speech_percentage"] = d["speech"]["percentage"]
+                case["music_percentage"] = d["music"]["percentage"]
+            elif not ok:
+                case["stderr"] = r["stderr"][-500:]
+            out["cases"].append(case)
+            rows.append([name, f"{r['wall_s']:.1f}", f"{case['x_realtime']:.0f}", f"{r['peak_rss_mb']:.0f}",
+                         str(case.get("quality_scored_windows", "-")), str(case.get("quality_average", "-")),
+                         "ok" if ok else "FAILED"])
+    print(f"\n=== full diagnose, {args.minutes:g} min stereo 48 kHz WAV, one core ===")
+    print_table(["case", "wall s", "x-realtime", "peak RSS MB", "DNSMOS windows", "quality avg", "status"], rows)
+    full = out["cases"][0]
+    if full["ok"]:
+        print(f"\nspeech {full['speech_percentage']}%, music {full['music_percentage']}% "
+              f"(the programme: 60% speech incl. 20% over music, 50% music incl. that 20%)")
+        for c in out["cases"][:-1]:
+            verdict = "meets" if c["ok"] and c["x_realtime"] >= TARGET_X_REALTIME else "misses"
+            print(f"  {c['case']}: {c['x_realtime']:.0f}x realtime [{verdict} target >= {TARGET_X_REALTIME:.0f}x]; "
+                  f"vs inaSpeechSegmenter's ~10x (not run): {c['x_realtime'] / 10:.0f}x")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0 if all(c["ok"] for c in out["cases"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""Perceptual blocks: DNSMOS quality/noise scores, voice activity, content shares, speech gating."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from audiolib.diagnose import DiagnoseOptions, diagnose
+from audiolib.io import write
+from audiolib.loudness import measure
+from audiolib.perceptual import DNSMOS_WINDOW_S, mos_to_score
+from conftest import SR, espeak_speech
+
+PERCEPTUAL = "quality_score,noise_score,speech,music,other,loudness"
+
+
+def _write(path, y, sr=SR):
+    y = np.atleast_2d(np.clip(y, -1.0, 1.0)).astype(np.float32)
+    write(str(path), y, sr, codec="pcm_s24le", sample_fmt="s32")
+    return str(path)
+
+
+def _noise(kind: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(n)
+    if kind == "pink":
+        spec = np.fft.rfft(w)
+        k = np.arange(spec.size, dtype=np.float64)
+        k[0] = 1.0
+        w = np.fft.irfft(spec / np.sqrt(k), n)
+    return w
+
+
+def _at_snr(clean: np.ndarray, kind: str, snr_db: float, seed: int = 3) -> np.ndarray:
+    """``clean`` plus noise whose power is ``snr_db`` under the speech's (active samples)."""
+    active = clean[np.abs(clean) > 0.01]
+    noise = _noise(kind, clean.size, seed)
+    noise *= np.sqrt(np.mean(active ** 2) / 10 ** (snr_db / 10) / np.mean(noise ** 2))
+    return (clean + noise).astype(np.float32)
+
+
+def test_mos_mapping():
+    assert mos_to_score(1.0) == 0.0 and mos_to_score(3.0) == 5.0 and mos_to_score(5.0) == 10.0
+    assert mos_to_score(0.5) == 0.0 and mos_to_score(5.4) == 10.0
+
+
+@pytest.mark.parametrize("kind", ["white", "pink"])
+def test_scores_fall_monotonically_with_snr(tmp_path, kind):
+    clean = espeak_speech(28.0).copy()
+    quality, noise, snr = [], [], []
+    for level in (None, 20, 10, 0):
+        y = clean if level is None else _at_snr(clean, kind, level)
+        d = diagnose(_write(tmp_path / f"{kind}{level}.wav", y), only="quality_score,noise_score").to_dict()
+        quality.append(d["quality_score"]["average"])
+        noise.append(d["noise_score"]["average"])
+        snr.append(d["noise_score"]["snr"])
+    assert all(q is not None for q in quality)
+    assert quality == sorted(quality, reverse=True) and quality[0] - quality[-1] > 2.0, quality
+    assert noise == sorted(noise, reverse=True) and noise[0] - noise[-1] > 3.0, noise
+    # the SNR estimate follows the added noise (speech frames against the floor of the others)
+    assert snr == sorted(snr, reverse=True)
+    assert all(abs(snr[i] - nominal) < 6 for i, nominal in ((1, 20), (2, 10), (3, 0))), snr
+    assert all(7 < snr[i] - snr[i + 1] < 13 for i in (1, 2)), snr  # 10 dB steps
+
+
+def test_score_block_shape_and_accounting(tmp_path):
+    y = espeak_speech(40.0).copy()
+    d = diagnose(_write(tmp_path / "s.wav", y), only="quality_score").to_dict()["quality_score"]
+    dist = d["distribution"]
+    assert [(b["lower_bound"], b["upper_bound"]) for b in dist] == [(float(i), float(i + 1)) for i in range(10)]
+    assert abs(sum(b["percentage"] for b in dist) - 100.0) < 0.05
+    assert abs(sum(b["duration"] for b in dist) - d["scored_duration"]) < 0.01
+    # 40 s: four whole 9.01 s windows and a 3.96 s remainder (>= 2 s: scored, weighing 3.96 s)
+    assert d["scored_windows"] == 5 and abs(d["scored_duration"] - 40.0) < 0.01
+    worst = d["worst_segment"]
+    assert worst["score"] <= d["average"] and worst["end"] - worst["start"] <= DNSMOS_WINDOW_S + 1e-6
+    assert abs(worst["start"] / DNSMOS_WINDOW_S - round(worst["start"] / DNSMOS_WINDOW_S)) < 1e-6
+
+
+def test_stretches_without_speech_are_not_scored(tmp_path):
+    rng = np.random.default_rng(5)
+    t = np.arange(int(20 * SR)) / SR
+    tones = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
+    d = diagnose(_write(tmp_path / "tones.wav", tones), only="quality_score,noise_score,speech").to_dict()
+    assert d["speech"]["percentage"] < 5
+    for block in ("quality_score", "noise_score"):
+        assert d[block]["average"] is None and d[block]["worst_segment"] is None
+        assert d[block]["scored_windows"] == 0 and all(b["duration"] == 0 for b in d[block]["distribution"])
+    # speech then tones: only the speech windows count
+    mixed = np.concatenate((espeak_speech(18.02).copy(), tones[: int(18.02 * SR)].astype(np.float32)))
+    q = diagnose(_write(tmp_path / "mixed.wav", mixed), only="quality_score").to_dict()["quality_score"]
+    assert q["scored_windows"] == 2 and abs(q["scored_duration"] - 2 * DNSMOS_WINDOW_S) < 0.01
+
+
+def test_quality_stride_scores_every_nth_speech_window(tmp_path):
+    path = _write(tmp_path / "s.wav", espeak_speech(45.0).copy())
+    every = diagnose(path, only="quality_score").to_dict()["quality_score"]
+    half = diagnose(path, only="quality_score", options=DiagnoseOptions(quality_stride=2)).to_dict()["quality_score"]
+    assert every["scored_windows"] == 5 and half["scored_windows"] == 3
+    assert abs(half["average"] - every["average"]) < 1.5
+
+
+def test_speech_music_other_shares(tmp_path):
+    speech = diagnose(_write(tmp_path / "speech.wav", espeak_speech(20.0).copy()), only=PERCEPTUAL).to_dict()
+    assert speech["speech"]["percentage"] > 60
+    rng = np.random.default_rng(9)
+    hiss = (0.05 * rng.standard_normal(int(20 * SR))).astype(np.float32)
+    noise = diagnose(_write(tmp_path / "noise.wav", hiss), only=PERCEPTUAL).to_dict()
+    assert noise["speech"]["percentage"] < 10 and noise["music"]["percentage"] < 20
+    assert noise["other"]["percentage"] > 70  # neither speech, music nor quiet
+    silent = diagnose(_write(tmp_path / "silent.wav", np.zeros(int(5 * SR), np.float32)), only=PERCEPTUAL).to_dict()
+    assert silent["speech"]["percentage"] == 0 and silent["other"]["percentage"] == 0
+
+
+def test_voice_activity_batched_agrees_with_sequential():
+    """The batched rows (audiolib.speech) against Silero run strictly frame by frame."""
+    import soxr
+
+    from audiolib.speech import CONTEXT_SAMPLES, FRAME_SAMPLES, MODEL_RATE_HZ, VoiceActivity, _session
+
+    rng = np.random.default_rng(2)
+    x = np.concatenate([espeak_speech(30.0, sr=16000), np.zeros(16000 * 3, np.float32),
+                        (0.01 * rng.standard_normal(16000 * 5)).astype(np.float32)] * 3)
+    vad = VoiceActivity()
+    for i in range(0, x.size, 7000):
+        vad.push(x[i:i + 7000])
+    batched = vad.probabilities()
+    y = soxr.resample(x, 16000, MODEL_RATE_HZ, quality="HQ").astype(np.float32)
+    session, state, ctx, ref = _session(), np.zeros((2, 1, 128), np.float32), np.zeros(CONTEXT_SAMPLES, np.float32), []
+    for i in range(y.size // FRAME_SAMPLES):
+        frame = y[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]
+        out, state = session.run(None, {"input": np.concatenate((ctx, frame))[None], "state": state,
+                                        "sr": np.array(MODEL_RATE_HZ, np.int64)})
+        ref.append(out[0, 0])
+        ctx = frame[-CONTEXT_SAMPLES:]
+    ref = np.array(ref)
+    n = min(ref.size, batched.size)
+    assert abs(ref.size - batched.size) <= 1
+    agree = np.mean((ref[:n] >= 0.5) == (batched[:n] >= 0.5))
+    assert agree >= 0.97, agree
+    assert np.array_equal(ref[:256] >= 0.5, batched[:256] >= 0.5)  # the first row is exact
+
+
+def test_speech_gated_loudness_reads_the_dialogue(tmp_path):
+    """Speech at -27 LUFS, then loud noise (no speech) at -15 LUFS: level gating is pulled up by
+    the noise; speech gating reads the speech alone (oracle: the level meter on the speech part)."""
+    speech = espeak_speech(30.0).copy()
+    speech_st = np.stack([speech, speech])
+    gain = 10 ** ((-27.0 - measure(speech_st, SR, true_peak=False).integrated_lufs) / 20)
+    speech_st = (speech_st * gain).astype(np.float32)
+    rng = np.random.default_rng(4)
+    noise = rng.standard_normal((2, int(20 * SR))) * 0.02
+    noise *= 10 ** ((-15.0 - measure(noise, SR, true_peak=False).integrated_lufs) / 20)
+    y = np.concatenate((speech_st, noise.astype(np.float32)), axis=1)
+    path = _write(tmp_path / "dialogue.wav", y)
+    level = diagnose(path, only="loudness").blocks["loudness"]
+    gated = diagnose(path, only="loudness", gating="speech").blocks["loudness"]
+    oracle = measure(speech_st, SR, true_peak=False).integrated_lufs
+    assert level.gating_mode == "level" and level.integrated_lufs > -19
+    assert gated.gating_mode == "speech"
+    assert abs(gated.integrated_lufs - oracle) < 1.0, (gated.integrated_lufs, oracle)
+    assert gated.speech_integrated_lufs == gated.integrated_lufs
+    # a full diagnose carries the dialogue-gated value next to the level-gated one
+    full = diagnose(path).blocks["loudness"]
+    assert full.gating_mode == "level" and abs(full.speech_integrated_lufs - gated.integrated_lufs) < 1e-9
+
+
+def test_speech_gating_falls_back_to_level_without_dialogue(tmp_path):
+    rng = np.random.default_rng(6)
+    path = _write(tmp_path / "noise.wav", (0.05 * rng.standard_normal((2, int(10 * SR)))).astype(np.float32))
+    r = diagnose(path, only="loudness", gating="speech").blocks["loudness"]
+    assert r.gating_mode == "level" and r.speech_integrated_lufs is None and r.integrated_lufs is not None
+
+
+def test_cli_loudness_gating_speech(tmp_path):
+    speech = espeak_speech(12.0).copy()
+    path = _write(tmp_path / "s.wav", np.stack([speech, speech]))
+    out = subprocess.run([sys.executable, "-m", "audioqc", "loudness", path, "--gating", "speech"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["gating_mode"] == "speech"
+    bad = subprocess.run([sys.executable, "-m", "audioqc", "diagnose", path, "--quality-stride", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "quality_stride" in bad.stderr
