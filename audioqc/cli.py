@@ -216,7 +216,7 @@ def _cmd_format(args: argparse.Namespace) -> int:
 _TABLE_COLUMNS = [
     ("file", 28), ("codec", 9), ("ch", 3), ("rate", 6), ("dur_s", 8),
     ("I_LUFS", 7), ("LRA_LU", 6), ("TP_dBTP", 7), ("M_max", 6), ("S_max", 6), ("silence_%", 9),
-    ("clip_events", 11), ("status", 0),
+    ("clip_events", 11), ("quality", 7), ("noise", 5), ("speech_%", 8), ("music_%", 7), ("status", 0),
 ]
 
 
@@ -245,6 +245,10 @@ def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:
     clipping = result.blocks.get("clipping")
     cells.append(_fmt(silence.percentage) if silence is not None else "-")
     cells.append(str(clipping.events) if clipping is not None else "-")
+    for block, attr in (("quality_score", "average"), ("noise_score", "average"), ("speech", "percentage"),
+                        ("music", "percentage")):
+        value = result.blocks.get(block)
+        cells.append(_fmt(getattr(value, attr)) if value is not None else "-")
     return cells + [status]
 
 

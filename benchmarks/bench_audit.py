@@ -71,6 +71,7 @@ GEN_VERSION = 1  # bump when the collection generator changes, so cached collect
 TARGET_OVERHEAD = 0.15
 TARGET_SPEEDUP = 1.7
 TARGET_REAUDIT = 0.10
+MAIN_BATCH = 32  # the CLI's default --batch-size: the main cases run with it
 
 # --------------------------------------------------------------------------------------------
 # Child-process scripts
@@ -430,7 +431,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.files < 1 or args.seconds <= 0 or args.repeat < 1 or args.server_repeats < 1:
         p.error("--files, --seconds, --repeat and --server-repeats must be positive")
     try:
-        args.batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",") if b.strip()} | {8})
+        args.batch_sizes = sorted({int(b) for b in args.batch_sizes.split(",") if b.strip()} | {MAIN_BATCH})
     except ValueError:
         p.error("--batch-sizes: comma-separated integers")
     if args.workdir is None:
@@ -553,15 +554,15 @@ def main(argv: list[str] | None = None) -> int:
         plan: list[tuple[str, str, Any, Any, dict | None, int, int]] = [
             ("plain-1", "plain", plain(1), parse_json_last, {"files": n}, 1, 0),
             ("plain-2", "plain", plain(2), parse_json_last, {"files": n}, 2, 0),
-            ("audit-w1", "cli", cli("audit-w1", 1, 8), parse_cli, fresh, 1, 8),
-            ("audit-w2", "cli", cli("audit-w2", 2, 8), parse_cli, fresh, 2, 8),
-            ("re-audit-w2", "cli", cli("re-audit-w2", 2, 8, base="audit-w2"), parse_cli, reused, 2, 8),
-            ("flow-w1", "flow", flow("flow-w1", 1, 8), parse_json_last, fresh, 1, 8),
-            ("flow-w2", "flow", flow("flow-w2", 2, 8), parse_json_last, fresh, 2, 8),
-            ("flow-re-audit-w2", "flow", flow("flow-re-audit-w2", 2, 8, base="flow-w2"), parse_json_last, reused, 2, 8),
+            ("audit-w1", "cli", cli("audit-w1", 1, MAIN_BATCH), parse_cli, fresh, 1, MAIN_BATCH),
+            ("audit-w2", "cli", cli("audit-w2", 2, MAIN_BATCH), parse_cli, fresh, 2, MAIN_BATCH),
+            ("re-audit-w2", "cli", cli("re-audit-w2", 2, MAIN_BATCH, base="audit-w2"), parse_cli, reused, 2, MAIN_BATCH),
+            ("flow-w1", "flow", flow("flow-w1", 1, MAIN_BATCH), parse_json_last, fresh, 1, MAIN_BATCH),
+            ("flow-w2", "flow", flow("flow-w2", 2, MAIN_BATCH), parse_json_last, fresh, 2, MAIN_BATCH),
+            ("flow-re-audit-w2", "flow", flow("flow-re-audit-w2", 2, MAIN_BATCH, base="flow-w2"), parse_json_last, reused, 2, MAIN_BATCH),
         ]
         for b in args.batch_sizes:
-            if b != 8:
+            if b != MAIN_BATCH:
                 plan.append((f"audit-w2-b{b}", "cli", cli(f"audit-w2-b{b}", 2, b), parse_cli, fresh, 2, b))
                 plan.append((f"flow-w2-b{b}", "flow", flow(f"flow-w2-b{b}", 2, b), parse_json_last, fresh, 2, b))
 
@@ -702,14 +703,14 @@ def main(argv: list[str] | None = None) -> int:
     base = flow_s("flow-w2")
     batch_rows = []
     for b in args.batch_sizes:
-        cli_name, flow_name = ("audit-w2", "flow-w2") if b == 8 else (f"audit-w2-b{b}", f"flow-w2-b{b}")
+        cli_name, flow_name = ("audit-w2", "flow-w2") if b == MAIN_BATCH else (f"audit-w2-b{b}", f"flow-w2-b{b}")
         fs = flow_s(flow_name)
         cw = c(cli_name)["wall_s"] if c(cli_name) else None
         batch_rows.append({"batch_size": b, "cli_wall_s": cw, "flow_s": fs})
         rows.append([str(b), _f(cw, ".2f"), _f(fs, ".2f"), _f(n / fs if fs else None, ".1f"),
                      _f(fs / base if fs and base else None, ".2f")])
     summary["batch"] = batch_rows
-    print_table(["batch", "CLI wall s", "flow s", "flow files/s", "flow vs batch 8"], rows)
+    print_table(["batch", "CLI wall s", "flow s", "flow files/s", f"flow vs batch {MAIN_BATCH}"], rows)
 
     sm = out.get("same_metrics")
     if sm:

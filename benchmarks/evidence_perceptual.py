@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from audiolib.diagnose import diagnose  # noqa: E402
 from audiolib.io import write  # noqa: E402
 from benchmarks.bench_loudness import print_table  # noqa: E402
-from benchmarks.bench_perceptual import SR, _decode, _music, _speech  # noqa: E402
+from benchmarks.bench_perceptual import SR, _decode, _speech  # noqa: E402
 
 BLOCKS = "quality_score,noise_score,speech,music,other"
 

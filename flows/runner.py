@@ -19,7 +19,6 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any
 
 from prefect import task_runners as _tr
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner

@@ -78,7 +78,8 @@ def test_cli_outputs(media, tmp_path):
     assert info["audio"]["sample_rate"] == SR and info["container"]["kind"] == "wav"
     loud = json.loads(_cli("loudness", path).stdout)
     assert list(loud) == ["measured", "range", "gating_mode", "sample_peak", "true_peak",
-                          "momentary_max", "short_term_max"]
+                          "momentary_max", "short_term_max", "speech_measured"]
+    assert loud["speech_measured"] is None  # level gating alone runs no voice activity
     expected = loudness.measure(programme(6.0), SR)
     assert loud["measured"] == pytest.approx(expected.integrated_lufs, abs=0.01)
     assert loud["gating_mode"] == "level"

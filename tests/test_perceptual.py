@@ -186,3 +186,13 @@ def test_cli_loudness_gating_speech(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "audioqc", "diagnose", path, "--quality-stride", "0"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "quality_stride" in bad.stderr
+
+
+def test_low_sample_rate_is_measured_not_an_error(tmp_path):
+    """6 kHz audio: upsampled for the models; the speech events (bands above 3 kHz) are null."""
+    import soxr
+
+    y = soxr.resample(espeak_speech(12.0), SR, 6000).astype(np.float32)
+    d = diagnose(_write(tmp_path / "6k.wav", y, sr=6000), only="speech,quality_score,loudness").to_dict()
+    assert d["speech"]["percentage"] > 50 and d["speech"]["events"] is None
+    assert d["quality_score"]["scored_windows"] >= 1
