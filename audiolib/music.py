@@ -120,6 +120,14 @@ DECISION_THRESHOLD = 0.5
 CHUNK_FRAMES = 2048  # at most this many frames analysed per batch (bounds temporary memory)
 MIN_BATCH_FRAMES = 256  # at least this many (8 s) unless the stream ends: per-call overhead
 
+#: A segment with no new stable peak (note birth) in itself and the NO_BIRTHS_SEGMENTS segments on
+#: either side is not music: a steady tone (the 1 kHz line-up tone at the head of a broadcast file,
+#: a test tone, a hum) is stable and on the pitch grid, but music changes notes within 7 s. Added
+#: after the fit (the training set has no steady tones); a drone held longer than that is missed.
+NO_BIRTHS_SEGMENTS = 3
+#: ... precisely: fewer than this many segments with births in that 7-segment window (a tone's
+#: own start is one birth).
+MIN_BIRTH_SEGMENTS = 2
 FEATURE_NAMES = ("stable", "long_stable", "births", "peaks", "grid_3s", "grid_5s", "rhythm", "low_energy",
                  "flatness", "flux_cv", "quiet_stable", "quiet_frac", "stable_frac")
 
@@ -228,8 +236,17 @@ class MusicDetector:
         return np.array(rows).reshape(n_seg, len(FEATURE_NAMES) + 1)
 
     def probabilities(self) -> np.ndarray:
-        """Probability of music, one per segment of :data:`SEGMENT_S` s (0 below :data:`MIN_LEVEL_DBFS`)."""
-        return probability_from_features(self.features())
+        """Probability of music, one per segment of :data:`SEGMENT_S` s (0 below :data:`MIN_LEVEL_DBFS`,
+        and 0 for a steady tone: see :data:`NO_BIRTHS_SEGMENTS`)."""
+        feats = self.features()
+        p = probability_from_features(feats)
+        if feats.shape[0]:
+            births = feats[:, FEATURE_NAMES.index("births")] > 0
+            k = NO_BIRTHS_SEGMENTS
+            padded = np.concatenate((np.zeros(k, bool), births, np.zeros(k, bool)))
+            window = np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1).sum(axis=1) >= MIN_BIRTH_SEGMENTS
+            p = np.where(window, p, 0.0)
+        return p
 
     def decisions(self) -> np.ndarray:
         """Music present, one bool per segment: ``probabilities() >= DECISION_THRESHOLD``."""

@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 
-# ffmpeg: the test oracle (ebur128, silencedetect) and benchmark peer; espeak-ng: recorded-style
-# speech for tests; extremetuxracer-data: real recorded music (Ogg Vorbis) for the ffmpeg
-# cross-checks.
+# ffmpeg: the test oracle (ebur128, silencedetect) and benchmark peer; espeak-ng and flite:
+# synthetic speech for tests and the speech/music evaluation set; fluidsynth with
+# fluid-soundfont-gm: MIDI rendered to music for that set; extremetuxracer-data: real recorded
+# music (Ogg Vorbis) for the ffmpeg cross-checks and the music detector.
 APT_PACKAGES="ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm extremetuxracer-data"
 missing=""
 for pkg in $APT_PACKAGES; do

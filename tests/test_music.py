@@ -157,3 +157,14 @@ def test_bad_input():
         MusicDetector(44100)
     with pytest.raises(InvalidParameter, match="1-D"):
         MusicDetector().push(np.zeros((2, 100), np.float32))
+
+
+def test_steady_tones_are_not_music():
+    """A line-up tone (1 kHz at -23 dBFS), a 440 Hz test tone and a held synthetic chord: stable
+    and on the pitch grid, but no new notes: not music (audiolib.music.NO_BIRTHS_SEGMENTS)."""
+    t = np.arange(16000 * 20) / 16000
+    for y in (0.1 * np.sin(2 * np.pi * 1000 * t), 0.3 * np.sin(2 * np.pi * 440 * t),
+              0.1 * sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))):
+        m = MusicDetector()
+        m.push(y.astype(np.float32))
+        assert not m.decisions().any()
