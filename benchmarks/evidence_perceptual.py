@@ -33,18 +33,9 @@ from audiolib.diagnose import diagnose  # noqa: E402
 from audiolib.io import write  # noqa: E402
 from benchmarks.bench_loudness import print_table  # noqa: E402
 from benchmarks.bench_perceptual import SR, _decode, _speech  # noqa: E402
+from benchmarks.material import coloured_noise  # noqa: E402
 
 BLOCKS = "quality_score,noise_score,speech,music,other"
-
-
-def _noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    w = rng.standard_normal(n)
-    if kind == "pink":
-        spec = np.fft.rfft(w)
-        k = np.arange(spec.size, dtype=np.float64)
-        k[0] = 1.0
-        w = np.fft.irfft(spec / np.sqrt(k), n)
-    return w
 
 
 def _save(path: Path, y: np.ndarray) -> str:
@@ -68,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 y = clean.copy()
                 if snr is not None:
-                    nz = _noise(kind, y.size, np.random.default_rng(7))
+                    nz = coloured_noise(kind, y.size, np.random.default_rng(7))
                     nz *= np.sqrt(np.mean(active ** 2) / 10 ** (snr / 10) / np.mean(nz ** 2))
                     y = y + nz
                 d = diagnose(_save(tmp / "x.wav", y), only=BLOCKS).to_dict()

@@ -42,6 +42,19 @@ def programme(seconds: float, sr: int = SR, seed: int = 1) -> np.ndarray:
     return (x * gain).astype(np.float32)
 
 
+def coloured_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of white noise, or pink noise (1/f power, shaped in the frequency domain)."""
+    w = rng.standard_normal(n)
+    if kind == "pink":
+        spec = np.fft.rfft(w)
+        k = np.arange(spec.size, dtype=np.float64)
+        k[0] = 1.0
+        w = np.fft.irfft(spec / np.sqrt(k), n)
+    elif kind != "white":
+        raise ValueError(f"kind={kind!r}: 'white' or 'pink'")
+    return w
+
+
 def ffmpeg_ebur128(path: str) -> dict[str, float]:
     """FFmpeg's own meter: integrated (LUFS), LRA (LU) and true peak (dBTP) from its summary."""
     proc = subprocess.run(

@@ -13,6 +13,7 @@ from audiolib.diagnose import DiagnoseOptions, diagnose
 from audiolib.io import write
 from audiolib.loudness import measure
 from audiolib.perceptual import DNSMOS_WINDOW_S, mos_to_score
+from benchmarks.material import coloured_noise
 from conftest import SR, espeak_speech
 
 PERCEPTUAL = "quality_score,noise_score,speech,music,other,loudness"
@@ -24,21 +25,10 @@ def _write(path, y, sr=SR):
     return str(path)
 
 
-def _noise(kind: str, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(n)
-    if kind == "pink":
-        spec = np.fft.rfft(w)
-        k = np.arange(spec.size, dtype=np.float64)
-        k[0] = 1.0
-        w = np.fft.irfft(spec / np.sqrt(k), n)
-    return w
-
-
 def _at_snr(clean: np.ndarray, kind: str, snr_db: float, seed: int = 3) -> np.ndarray:
     """``clean`` plus noise whose power is ``snr_db`` under the speech's (active samples)."""
     active = clean[np.abs(clean) > 0.01]
-    noise = _noise(kind, clean.size, seed)
+    noise = coloured_noise(kind, clean.size, np.random.default_rng(seed))
     noise *= np.sqrt(np.mean(active ** 2) / 10 ** (snr_db / 10) / np.mean(noise ** 2))
     return (clean + noise).astype(np.float32)
 
