@@ -116,7 +116,7 @@ from typing import Any
 
 import numpy as np
 
-from .channels import default_layout
+from .channels import LFE_NAMES, default_layout
 from .errors import InvalidParameter
 
 __all__ = [
@@ -218,7 +218,6 @@ _UNWRAPPED_NOTE = (
     "decoded it as {codec}: the whole file is compressed audio; the channels listed are the "
     "decoded programme's, not the WAV's PCM channels"
 )
-_LFE_NAMES = {"LFE", "LFE1", "LFE2", "LOW_FREQUENCY", "LOW_FREQUENCY_2"}
 
 
 def _fmt_time(seconds: float) -> str:
@@ -678,7 +677,7 @@ class ChannelFormatAnalyzer:
     def _parts(self, hint: int | None) -> list[tuple[str, tuple[int, ...]]]:
         n = self.channels
         names = {name.upper() for name in self.channel_names}
-        if n == 6 and names & _LFE_NAMES:
+        if n == 6 and names & LFE_NAMES:
             return [("5.1", tuple(range(6)))]
         parts: list[tuple[str, tuple[int, ...]]] = []
         start = 0

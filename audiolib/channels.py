@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+#: Names FFmpeg (and files) give a low-frequency effects channel.
+LFE_NAMES = frozenset({"LFE", "LFE1", "LFE2", "LOW_FREQUENCY", "LOW_FREQUENCY_2"})
+
+
+def non_lfe_indices(channel_names: Iterable[str]) -> list[int]:
+    """Indices of the channels that are not LFE (every channel if all are)."""
+    names = list(channel_names)
+    keep = [i for i, n in enumerate(names) if n.upper() not in LFE_NAMES]
+    return keep or list(range(len(names)))
+
+
 #: FFmpeg's default layout for each channel count (av_channel_layout_default) and its channels.
 DEFAULT_LAYOUTS: dict[int, tuple[str, tuple[str, ...]]] = {
     1: ("mono", ("FC",)),

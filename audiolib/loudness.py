@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _kernels
-from .channels import default_layout
+from .channels import LFE_NAMES, default_layout
 from .errors import InvalidParameter
 
 __all__ = [
@@ -92,7 +92,6 @@ _TP_BOUND_GAIN = float(np.abs(_TRUE_PEAK_PHASES).sum(axis=1).max())
 _TP_CHUNK = 512
 
 # BS.1770-4 Table 3: the LFE channel is excluded from the sum (FFmpeg channel names).
-_LFE_CHANNELS = {"LFE", "LFE2", "LFE1", "LOW_FREQUENCY", "LOW_FREQUENCY_2"}
 
 
 def channel_weights(channel_names: Sequence[str]) -> np.ndarray:
@@ -109,7 +108,7 @@ def channel_weights(channel_names: Sequence[str]) -> np.ndarray:
     has_sides = "SL" in keys or "SR" in keys
     w = np.ones(len(keys), dtype=np.float64)
     for i, key in enumerate(keys):
-        if key in _LFE_CHANNELS:
+        if key in LFE_NAMES:
             w[i] = 0.0
         elif key in ("SL", "SR", "SDL", "SDR"):
             w[i] = 1.41  # BS.1770-4 Table 3
@@ -456,7 +455,7 @@ class LoudnessMeter:
             block_share = np.convolve(share, np.ones(MOMENTARY_STEPS) / MOMENTARY_STEPS, "valid")[:momentary.size]
             speech_blocks = block_share >= SPEECH_BLOCK_SHARE
             if 100.0 * speech_blocks.mean() >= SPEECH_GATING_MIN_PERCENT:
-                speech_integrated, speech_gate = self.gated_integrated(momentary[speech_blocks])
+                speech_integrated, _ = self.gated_integrated(momentary[speech_blocks])
                 if gating_mode == "speech" and speech_integrated is not None:
                     blocks = momentary[speech_blocks]
         used_mode = "speech" if gating_mode == "speech" and blocks is not momentary else "level"

@@ -66,6 +66,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .channels import non_lfe_indices
 from .errors import InvalidParameter
 from .speech import FRAME_S, INPUT_RATE_HZ, SPEECH_THRESHOLD, VoiceActivity, onnx_session
 from .speech_events import SpeechEventsResult
@@ -87,6 +88,12 @@ QUIET_DBFS = -60.0
 DIGITAL_SILENCE_DBFS = -120.0
 #: Percentile of non-speech frame levels taken as the noise floor.
 NOISE_FLOOR_PERCENTILE = 10.0
+
+
+def _window_frames(i: int) -> tuple[int, int]:
+    """The 32 ms VAD frames overlapping DNSMOS window ``i`` (first, end)."""
+    per_window = DNSMOS_WINDOW_S / FRAME_S
+    return int(math.floor(i * per_window)), int(math.ceil((i + 1) * per_window))
 
 
 def mos_to_score(mos: float | np.ndarray) -> Any:
@@ -244,9 +251,7 @@ class PerceptualAnalyzer:
             raise InvalidParameter(f"sample_rate={sample_rate!r}: must be positive")
         self.sample_rate = int(sample_rate)
         self.start_s = float(start_s)
-        names = list(channel_names)
-        keep = [i for i, n in enumerate(names) if n != "LFE"] or list(range(len(names)))
-        self._keep = keep
+        self._keep = non_lfe_indices(channel_names)
         self._resample = soxr.ResampleStream(self.sample_rate, INPUT_RATE_HZ, 1, dtype="float32", quality="HQ") \
             if self.sample_rate != INPUT_RATE_HZ else None
         self.vad = VoiceActivity()
@@ -274,7 +279,6 @@ class PerceptualAnalyzer:
         self._window_scores: list[np.ndarray] = []  # (k, 3) MOS per scored window
         self._window_index: list[int] = []
         self._n_windows = 0
-        self._samples16 = 0
         self._native_frames = 0
         self._results: PerceptualResults | None = None
 
@@ -298,7 +302,6 @@ class PerceptualAnalyzer:
     def _push16(self, y: np.ndarray) -> None:
         if y.size == 0:
             return
-        self._samples16 += y.size
         self.vad.push(y)
         if self.music is not None:
             self.music.push(y)
@@ -331,25 +334,28 @@ class PerceptualAnalyzer:
         keep: list[np.ndarray] = []
         batch: list[np.ndarray] = []
         batch_idx: list[int] = []
-        frames_per_window = DNSMOS_WINDOW_S / FRAME_S
         for w in self._windows:
             i = self._n_windows
-            first = int(math.floor(i * frames_per_window))
-            last = int(math.ceil((i + 1) * frames_per_window))
+            first, last = _window_frames(i)
             if last > known_frames and not final:
                 keep.append(w)
                 continue
-            share = float(np.mean(probs[first:last] >= SPEECH_THRESHOLD)) if last > first and probs.size else 0.0
-            if share >= SPEECH_WINDOW_SHARE:
-                if self._speech_windows_seen % self._stride == 0:
-                    batch.append(w)
-                    batch_idx.append(i)
-                self._speech_windows_seen += 1
+            if self._take(probs[first:last]):
+                batch.append(w)
+                batch_idx.append(i)
             self._n_windows += 1
         self._windows = keep
         if batch:
             self._window_scores.append(dnsmos_p835(np.stack(batch)))
             self._window_index.extend(batch_idx)
+
+    def _take(self, window_probs: np.ndarray) -> bool:
+        """Whether a window with these frame probabilities is scored: it is speech (at least
+        :data:`SPEECH_WINDOW_SHARE` of its frames) and its turn in the ``quality_stride`` sample."""
+        if not window_probs.size or np.mean(window_probs >= SPEECH_THRESHOLD) < SPEECH_WINDOW_SHARE:
+            return False
+        self._speech_windows_seen += 1
+        return (self._speech_windows_seen - 1) % self._stride == 0
 
     # ---------------------------------------------------------------- results
     def results(self) -> PerceptualResults:
@@ -367,9 +373,7 @@ class PerceptualAnalyzer:
             self._score_ready(final=True)
             if rest.size >= MIN_LAST_WINDOW_S * INPUT_RATE_HZ:
                 i = self._n_windows
-                first = int(math.floor(i * DNSMOS_WINDOW_S / FRAME_S))
-                share = float(np.mean(speech[first:])) if speech[first:].size else 0.0
-                if share >= SPEECH_WINDOW_SHARE and self._speech_windows_seen % self._stride == 0:
+                if self._take(probs[_window_frames(i)[0]:]):
                     clip = np.resize(rest, DNSMOS_WINDOW_SAMPLES)
                     self._window_scores.append(dnsmos_p835(clip[np.newaxis, :]))
                     self._window_index.append(i)

@@ -87,6 +87,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from .channels import non_lfe_indices
 from .errors import InvalidParameter
 from .runs import ChannelSection
 
@@ -139,7 +140,6 @@ BW_EMPTY_DB = 60.0  # documented choice: bands this far under the median band ho
 COMMON_RATES_HZ = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 UPSAMPLED_WINDOW = (0.80, 1.02)  # resampler cutoffs: 0.90-0.99 of the source Nyquist, with margin
 UPSAMPLED_MAX_RATIO = 0.75  # source rates above 3/4 of the stream rate look like its own filter
-_LFE = {"LFE", "LFE1", "LFE2", "LOW_FREQUENCY", "LOW_FREQUENCY_2"}
 
 # --- dropouts ----------------------------------------------------------------------------------
 DROPOUT_MIN_S = 0.001  # documented choice: shorter exact-zero runs occur at zero crossings
@@ -679,8 +679,7 @@ class BandwidthAnalyzer:
         self._hop = max(1, int(round(self.hop_s * self.sample_rate)))
         self._dense_hop = min(self._hop, max(1, int(round(BW_DENSE_HOP_S * self.sample_rate))))
         self._dense_end = int(round(BW_DENSE_S * self.sample_rate))
-        keep = [i for i, n in enumerate(self.channel_names) if n.upper() not in _LFE]
-        self._channels = keep or list(range(len(self.channel_names)))
+        self._channels = non_lfe_indices(self.channel_names)
         self._window = np.hanning(BW_FFT_SIZE).astype(np.float32)
         self._power = np.zeros(BW_FFT_SIZE + 2, np.float64)  # re^2 and im^2 sums, interleaved
         self._frames = 0
