@@ -18,7 +18,8 @@ from .errors import InvalidParameter
 from .channel_format import AlarmSettings, ChannelFormatAnalyzer, ChannelFormatResult
 from .clipping import ClippingDetector, ClippingResult
 from .loudness import GATING_MODES, LoudnessMeter, LoudnessResult
-from .perceptual import ContentResult, NoiseScoreResult, PerceptualAnalyzer, ScoreResult, SpeechResult
+from .perceptual import (ContentResult, NoiseScoreResult, PerceptualAnalyzer, ScoreResult, SpeechResult,
+                         validate_quality_stride)
 from .silence import SilenceDetector, SilenceResult, parse_noise_db, validate_duration
 from .technical import (
     BandwidthAnalyzer,
@@ -63,8 +64,7 @@ class DiagnoseOptions:
             raise InvalidParameter(f"compressed_channels={list(self.compressed_channels)!r}: channel indices are integers >= 0")
         if self.gating not in GATING_MODES:
             raise InvalidParameter(f"gating={self.gating!r}: must be one of {', '.join(GATING_MODES)}")
-        if isinstance(self.quality_stride, bool) or not isinstance(self.quality_stride, int) or self.quality_stride < 1:
-            raise InvalidParameter(f"quality_stride={self.quality_stride!r}: an integer >= 1")
+        validate_quality_stride(self.quality_stride)
         parse_noise_db(self.silence_noise)
         validate_duration(self.silence_duration_s)
 

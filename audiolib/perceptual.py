@@ -90,6 +90,13 @@ DIGITAL_SILENCE_DBFS = -120.0
 NOISE_FLOOR_PERCENTILE = 10.0
 
 
+def validate_quality_stride(value: Any) -> int:
+    """``quality_stride`` as an int >= 1, else InvalidParameter quoting it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidParameter(f"quality_stride={value!r}: an integer >= 1")
+    return value
+
+
 def _window_frames(i: int) -> tuple[int, int]:
     """The 32 ms VAD frames overlapping DNSMOS window ``i`` (first, end)."""
     per_window = DNSMOS_WINDOW_S / FRAME_S
@@ -260,9 +267,7 @@ class PerceptualAnalyzer:
             from .music import MusicDetector
 
             self.music = MusicDetector(INPUT_RATE_HZ)
-        if isinstance(quality_stride, bool) or not isinstance(quality_stride, int) or quality_stride < 1:
-            raise InvalidParameter(f"quality_stride={quality_stride!r}: an integer >= 1")
-        self._stride = quality_stride
+        self._stride = validate_quality_stride(quality_stride)
         self._speech_windows_seen = 0
         self.events = None
         if events and sample_rate >= 8000:  # below 8 kHz neither band of the events is measurable
