@@ -68,7 +68,7 @@ import numpy as np
 
 from .channels import non_lfe_indices
 from .errors import InvalidParameter
-from .speech import FRAME_S, INPUT_RATE_HZ, SPEECH_THRESHOLD, VoiceActivity, onnx_session
+from .speech import FRAME_S, INPUT_RATE_HZ, SPEECH_THRESHOLD, VoiceActivity, onnx_session, resampler
 from .speech_events import SpeechEventsResult
 
 #: DNSMOS input: 9.01 s at 16 kHz (speechmos/dnsmos.py, INPUT_LENGTH = 9.01).
@@ -252,15 +252,12 @@ class PerceptualAnalyzer:
 
     def __init__(self, sample_rate: int, channel_names: Sequence[str], *, start_s: float = 0.0,
                  events: bool = True, quality: bool = True, music: bool = True, quality_stride: int = 1) -> None:
-        import soxr
-
         if not sample_rate or sample_rate <= 0:
             raise InvalidParameter(f"sample_rate={sample_rate!r}: must be positive")
         self.sample_rate = int(sample_rate)
         self.start_s = float(start_s)
         self._keep = non_lfe_indices(channel_names)
-        self._resample = soxr.ResampleStream(self.sample_rate, INPUT_RATE_HZ, 1, dtype="float32", quality="HQ") \
-            if self.sample_rate != INPUT_RATE_HZ else None
+        self._resample = resampler(self.sample_rate, INPUT_RATE_HZ) if self.sample_rate != INPUT_RATE_HZ else None
         self.vad = VoiceActivity()
         self.music = None
         if music:

