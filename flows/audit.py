@@ -17,7 +17,9 @@ audioqc.report.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter, deque
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,6 +159,28 @@ def _workers() -> int | None:
     return getattr(ctx.task_runner, "_max_workers", None) if ctx else None
 
 
+@contextmanager
+def _frozen_gc() -> Iterator[None]:
+    """Let the submit loop free each batch's result promptly, at a few ms per collection.
+
+    A finished task's future sits in a reference cycle inside Prefect's process-pool futures
+    (prefect 3.8: the chained future's done-callbacks refer back to it), so the batch's Arrow table
+    lives until CPython's next full collection, which its generational thresholds put off for
+    hundreds of batches in a process holding ~450,000 objects after Prefect's imports.  Measured on
+    20,000 empty objects (batches of 256): RSS rose ~0.7 MB per batch, 333 -> 421 MB, and 40
+    finished futures were still alive after 40 batches; 100,000 objects peaked at 593 MB.
+    ``gc.collect()`` after each batch keeps it flat but costs 0.4-0.6 s a call over all those
+    objects; :func:`gc.freeze` first moves the objects alive before the loop (imports, the
+    listing) out of the collector's view, so each collection scans only the loop's own objects
+    (2-30 ms) and RSS stays at 379 MB.  :func:`gc.unfreeze` afterwards hands them back.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class _PartWriter:
     """Buffers rows and writes a report part every ``part_rows`` rows."""
 
@@ -243,16 +267,20 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         writer.add(reuse_rows(report_url, [o for o, _ in chunk], [r for _, r in chunk], run, policy).to_pylist())
         advance(len(chunk))
     pending: deque = deque()
-    for batch in _guided_batches(fresh, batch_size, _workers()):
-        pending.append(analyze_batch.submit(batch, run, policy))
-        while len(pending) >= max_in_flight:
-            rows = pending.popleft().result().to_pylist()
-            writer.add(rows)
-            advance(len(rows))
-    while pending:
+
+    def consume() -> None:
         rows = pending.popleft().result().to_pylist()
         writer.add(rows)
         advance(len(rows))
+        gc.collect()  # the batch's table is in a reference cycle of Prefect's futures (see _frozen_gc)
+
+    with _frozen_gc():
+        for batch in _guided_batches(fresh, batch_size, _workers()):
+            pending.append(analyze_batch.submit(batch, run, policy))
+            while len(pending) >= max_in_flight:
+                consume()
+        while pending:
+            consume()
     writer.flush()
     summary = {
         "run_id": run.run_id,

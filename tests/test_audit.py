@@ -253,3 +253,32 @@ def test_warm_runner_forks_workers_from_preloaded_server(prefect_api):
 
     out = probe()
     assert all(pid != os.getpid() and loaded for pid, loaded in out)
+
+
+def test_finished_batches_are_freed_during_the_run(prefect_api, tmp_path, monkeypatch):
+    """Memory does not grow with the collection: a consumed batch's future (and its table) is gone
+    before the next is consumed.  Without the per-batch collection in the submit loop Prefect's
+    futures sit in reference cycles until a full GC, which a process this size rarely runs."""
+    import gc
+
+    from prefect.futures import PrefectConcurrentFuture
+
+    import flows.audit as audit_module
+
+    media = tmp_path / "m"
+    media.mkdir()
+    for i in range(40):
+        (media / f"e{i:02d}.wav").write_bytes(b"")  # instant error rows: 40 batches of one
+    alive: list[int] = []
+    add = audit_module._PartWriter.add
+
+    def counting_add(self, rows):
+        alive.append(sum(isinstance(o, PrefectConcurrentFuture) for o in gc.get_objects()))
+        add(self, rows)
+
+    monkeypatch.setattr(audit_module._PartWriter, "add", counting_add)
+    summary = audit_module.run_audit(str(media), str(tmp_path / "r"), workers=2, batch_size=1, max_in_flight=4,
+                                     run_id="gc")
+    assert summary["written"] == 40 and len(alive) == 40
+    assert max(alive) <= 4 + 1, alive  # the ones in flight (and the one being consumed), not all so far
+    assert gc.isenabled() and not gc.get_freeze_count()  # the process's collector is handed back
