@@ -190,7 +190,7 @@ def test_one_file_under_every_preset(compliant_row):
     expected = {
         "ebu-r128": ("pass", set()),
         "atsc-a85": ("pass", set()),
-        "clean-speech": ("pass", set()),
+        "clean-speech": ("warn", {"speech_percentage"}),  # noise is not speech
         "streaming-music": ("warn", {"loudness_integrated_lufs"}),
         "podcast": ("fail", {"loudness_integrated_lufs"}),
         "film-dialogue": ("warn", {"loudness_speech_integrated_lufs"}),  # no dialogue in noise
@@ -250,8 +250,32 @@ def test_clean_speech_rejects_upsampled_narrowband_mono_and_skips_phase(tmp_path
     v = evaluate(load_policy("clean-speech"), row)
     assert v.verdict == "fail"
     got = {r["metric"]: r["severity"] for r in v.reasons}
-    assert got == {"bandwidth_hz": "fail", "bandwidth_upsampled_suspect": "warn"}
+    assert got == {"bandwidth_hz": "fail", "bandwidth_upsampled_suspect": "warn", "speech_percentage": "warn"}
     assert next(r for r in v.reasons if r["metric"] == "bandwidth_hz")["value"] < 4500
+
+
+def test_clean_speech_warns_on_noisy_speech(tmp_path):
+    """The perceptual rules: speech passes the speech, music and SNR rules; the same speech with
+    white noise 10 dB under it warns on the SNR (and the noise score falls)."""
+    from conftest import espeak_speech
+
+    speech = espeak_speech(20.0)
+    active = speech[np.abs(speech) > 0.01]
+    noise = np.random.default_rng(5).standard_normal(speech.size).astype(np.float32)
+    noise *= np.sqrt(np.mean(active ** 2) / np.mean(noise ** 2) / 10.0)  # 10 dB SNR
+    rows = {}
+    for name, y in (("clean", speech), ("noisy", speech + noise)):
+        path = tmp_path / f"{name}.wav"
+        write(str(path), at_lufs(np.stack([y, y]), -23.0), SR, codec="pcm_s24le", sample_fmt="s32")
+        rows[name] = row_of(path)
+    perceptual = {"speech_percentage", "music_percentage", "noise_score_snr_db"}
+    policy = load_policy("clean-speech")
+    clean = {r["metric"] for r in evaluate(policy, rows["clean"]).reasons}
+    noisy = {r["metric"]: r for r in evaluate(policy, rows["noisy"]).reasons}
+    assert not clean & perceptual, clean
+    assert set(noisy) & perceptual == {"noise_score_snr_db"}, noisy
+    assert noisy["noise_score_snr_db"]["severity"] == "warn" and noisy["noise_score_snr_db"]["value"] < 15
+    assert rows["noisy"]["noise_score_average"] < rows["clean"]["noise_score_average"]
 
 
 def test_error_rows_are_not_evaluated():
