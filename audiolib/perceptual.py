@@ -23,7 +23,7 @@ The int8 model (default) and the float one
     By default the network runs as ``audiolib/models/dnsmos_sig_bak_ovr_int8.onnx``: the float
     model statically quantised by ``scripts/build_dnsmos_int8.py`` (its CNN's convolutions with
     int8 weights and uint8 activations calibrated on generated speech, noisy speech and music; the
-    STFT, the log-power spectrogram and the dense layers stay float). It is ~2.8x faster; against
+    STFT, the log-power spectrogram and the dense layers stay float). It is ~2.5-2.8x faster; against
     the float model on clips it was neither calibrated nor selected on
     (``benchmarks/eval_dnsmos_int8.py``) its MOS differ by a few hundredths on average and the
     monotonic fall of both scores with added noise holds. ``quality_model="float"`` (CLI
@@ -89,7 +89,7 @@ DNSMOS_POLY_SIG = (-0.08397278, 1.22083953, 0.0052439)
 DNSMOS_POLY_BAK = (-0.13166888, 1.60915514, -0.39604546)
 DNSMOS_POLY_OVR = (-0.06766283, 1.11546468, 0.04602535)
 #: The DNSMOS P.835 models: ``int8`` (the float model quantised by scripts/build_dnsmos_int8.py,
-#: ~2.8x faster; accuracy against the float model in benchmarks/eval_dnsmos_int8.py) and ``float``
+#: ~2.5-2.8x faster; accuracy against the float model in benchmarks/eval_dnsmos_int8.py) and ``float``
 #: (``sig_bak_ovr.onnx`` as shipped in the speechmos wheel).
 QUALITY_MODELS = ("int8", "float")
 DEFAULT_QUALITY_MODEL = "int8"
@@ -162,13 +162,18 @@ def dnsmos_p835(clips: np.ndarray, model: str = DEFAULT_QUALITY_MODEL) -> np.nda
     clips = np.ascontiguousarray(clips, dtype=np.float32)
     if clips.ndim != 2 or clips.shape[1] != DNSMOS_WINDOW_SAMPLES:
         raise InvalidParameter(f"DNSMOS clips must be (n, {DNSMOS_WINDOW_SAMPLES}), got {clips.shape}")
+    return dnsmos_run(_dnsmos_session(validate_quality_model(model)), clips)
+
+
+def dnsmos_run(session: Any, clips: np.ndarray) -> np.ndarray:
+    """MOS (n, 3) of (n, 144160) clips with a DNSMOS P.835 onnxruntime ``session`` (any build of
+    the model: the analyzer's, or a variant being built or evaluated)."""
     # One clip per call: batching gains nothing on one core (measured) and the network's
     # activations grow with the batch (~150 MB a clip: 28 clips at once peaked at 4.3 GB).
-    session = _dnsmos_session(validate_quality_model(model))
-    if not clips.shape[0]:
+    if not len(clips):
         return np.zeros((0, 3))
-    return dnsmos_mos(np.concatenate([session.run(None, {"input_1": clips[i:i + 1]})[0]
-                                      for i in range(clips.shape[0])]))
+    return dnsmos_mos(np.concatenate([session.run(None, {"input_1": np.asarray(clips[i:i + 1], np.float32)})[0]
+                                      for i in range(len(clips))]))
 
 
 # ---------------------------------------------------------------------------------------------

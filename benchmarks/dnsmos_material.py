@@ -28,13 +28,14 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from audiolib import io
 from audiolib.perceptual import DNSMOS_WINDOW_SAMPLES
 from audiolib.speech import INPUT_RATE_HZ, resampler
-from benchmarks.material import REAL_MUSIC_DIR, coloured_noise
+from benchmarks.material import REAL_MUSIC_DIR, active_rms, with_noise
 
 SETS = ("calibration", "selection", "evaluation")
 
@@ -131,8 +132,7 @@ def synth(engine: str, voice: str, speed: float, text: str, wav: str) -> np.ndar
 
 
 def _active_rms(y: np.ndarray) -> float:
-    active = y[np.abs(y) > ACTIVE_SHARE_OF_PEAK * np.max(np.abs(y))]
-    return float(np.sqrt(np.mean(active.astype(np.float64) ** 2)))
+    return active_rms(y, ACTIVE_SHARE_OF_PEAK * np.max(np.abs(y)))
 
 
 def _speech_clip(engine: str, voice: str, speed: float, texts: list[str], first: int, tmp: str) -> np.ndarray:
@@ -144,12 +144,6 @@ def _speech_clip(engine: str, voice: str, speed: float, texts: list[str], first:
         total += u.size + int(PAUSE_S * INPUT_RATE_HZ)
         i += 1
     return np.concatenate(parts)[:DNSMOS_WINDOW_SAMPLES]
-
-
-def _with_noise(clean: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    noise = coloured_noise(kind, clean.size, rng)
-    noise *= _active_rms(clean) / 10 ** (snr_db / 20) / np.sqrt(np.mean(noise ** 2))
-    return (clean + noise).astype(np.float32)
 
 
 def _music_excerpt(music: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -182,7 +176,7 @@ def clips(which: str) -> list[Clip]:
             out.append(Clip(f"{tag} clean", "speech", "none", None, y))
             for kind in ("white", "pink"):
                 for snr in SNRS_DB[which]:
-                    out.append(Clip(f"{tag} {kind} {snr:g} dB", "speech", kind, snr, _with_noise(y, kind, snr, rng)))
+                    out.append(Clip(f"{tag} {kind} {snr:g} dB", "speech", kind, snr, with_noise(y, kind, snr, rng, active_above=ACTIVE_SHARE_OF_PEAK * np.max(np.abs(y)))))
     for k, f in enumerate(MUSIC_FILES[which]):
         path = os.path.join(REAL_MUSIC_DIR, f)
         if not os.path.exists(path):
@@ -195,3 +189,21 @@ def clips(which: str) -> list[Clip]:
         bed *= _active_rms(sp) * 10 ** (-BED_BELOW_SPEECH_DB / 20) / max(_active_rms(bed), 1e-9)
         out.append(Clip(f"speech over {f}", "speech+music", "none", None, (sp + bed).astype(np.float32)))
     return out
+
+
+def alternating_runs(sessions: list[Any], clips: list[np.ndarray]) -> tuple[list[np.ndarray], list[list[float]]]:
+    """Each session on each clip, the sessions in turn clip by clip (so that load from other
+    processes hits them alike), after one warm-up run each: the raw outputs (n, 3) and the seconds
+    of every call, per session."""
+    import time
+
+    for s in sessions:
+        s.run(None, {"input_1": clips[0][np.newaxis, :]})
+    raw: list[list[np.ndarray]] = [[] for _ in sessions]
+    seconds: list[list[float]] = [[] for _ in sessions]
+    for x in clips:
+        for s, r, t in zip(sessions, raw, seconds):
+            t0 = time.perf_counter()
+            r.append(s.run(None, {"input_1": x[np.newaxis, :]})[0])
+            t.append(time.perf_counter() - t0)
+    return [np.concatenate(r) for r in raw], seconds

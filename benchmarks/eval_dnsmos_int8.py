@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from audiolib.perceptual import (DNSMOS_WINDOW_S, QUALITY_MODELS, PerceptualAnal
                                  mos_to_score)
 from audiolib.speech import INPUT_RATE_HZ
 from benchmarks import dnsmos_material
-from benchmarks.material import coloured_noise
+from benchmarks.material import with_noise
 
 TREND_SECONDS = 36.0
 TREND_SNRS_DB = (20.0, 10.0, 0.0)
@@ -41,17 +40,9 @@ COLUMNS = ("SIG", "BAK", "OVRL", "quality", "noise")
 
 def _per_clip(clips: list[dnsmos_material.Clip]) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
     """MOS (n, 3) per model, and the seconds per call, models alternating clip by clip."""
-    sessions = {m: _dnsmos_session(m) for m in QUALITY_MODELS}
-    for s in sessions.values():  # warm-up
-        s.run(None, {"input_1": clips[0].audio[np.newaxis, :]})
-    raw: dict[str, list[np.ndarray]] = {m: [] for m in QUALITY_MODELS}
-    seconds: dict[str, list[float]] = {m: [] for m in QUALITY_MODELS}
-    for c in clips:
-        for m, s in sessions.items():
-            t = time.perf_counter()
-            raw[m].append(s.run(None, {"input_1": c.audio[np.newaxis, :]})[0])
-            seconds[m].append(time.perf_counter() - t)
-    return {m: dnsmos_mos(np.concatenate(r)) for m, r in raw.items()}, seconds
+    raw, seconds = dnsmos_material.alternating_runs([_dnsmos_session(m) for m in QUALITY_MODELS],
+                                                    [c.audio for c in clips])
+    return ({m: dnsmos_mos(r) for m, r in zip(QUALITY_MODELS, raw)}, dict(zip(QUALITY_MODELS, seconds)))
 
 
 def _with_scores(mos: np.ndarray) -> np.ndarray:
@@ -81,15 +72,10 @@ def _analyse(y: np.ndarray, model: str) -> tuple[float, float]:
 
 def trend() -> dict[str, dict[str, list]]:
     clean = _trend_speech()
-    active = clean[np.abs(clean) > 0.01]
     out: dict[str, dict[str, list]] = {}
     for kind in ("white", "pink"):
         rng = np.random.default_rng(TREND_NOISE_SEED)
-        signals = [clean]
-        for snr in TREND_SNRS_DB:
-            noise = coloured_noise(kind, clean.size, rng)
-            noise *= np.sqrt(np.mean(active ** 2) / 10 ** (snr / 10) / np.mean(noise ** 2))
-            signals.append((clean + noise).astype(np.float32))
+        signals = [clean] + [with_noise(clean, kind, snr, rng) for snr in TREND_SNRS_DB]
         for m in QUALITY_MODELS:
             q, n = zip(*(_analyse(y, m) for y in signals))
             out[f"{kind} {m}"] = {"quality": list(q), "noise": list(n),

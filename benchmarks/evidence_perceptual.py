@@ -33,7 +33,7 @@ from audiolib.diagnose import diagnose  # noqa: E402
 from audiolib.io import write  # noqa: E402
 from benchmarks.bench_loudness import print_table  # noqa: E402
 from benchmarks.bench_perceptual import SR, _decode, _speech  # noqa: E402
-from benchmarks.material import coloured_noise  # noqa: E402
+from benchmarks.material import with_noise  # noqa: E402
 
 BLOCKS = "quality_score,noise_score,speech,music,other"
 
@@ -51,17 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         clean = _speech(60.0, tmp)[0]
-        active = clean[np.abs(clean) > 0.01]
         rows = []
         for kind in ("white", "pink"):
             for snr in (None, 20, 10, 0):
                 if snr is None and kind == "pink":
                     continue
-                y = clean.copy()
-                if snr is not None:
-                    nz = coloured_noise(kind, y.size, np.random.default_rng(7))
-                    nz *= np.sqrt(np.mean(active ** 2) / 10 ** (snr / 10) / np.mean(nz ** 2))
-                    y = y + nz
+                y = clean.copy() if snr is None else with_noise(clean, kind, snr, np.random.default_rng(7))
                 d = diagnose(_save(tmp / "x.wav", y), only=BLOCKS).to_dict()
                 r = {"noise": "none" if snr is None else kind, "snr_db": snr,
                      "quality": d["quality_score"]["average"], "noise_score": d["noise_score"]["average"],

@@ -55,6 +55,21 @@ def coloured_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return w
 
 
+def active_rms(y: np.ndarray, above: float) -> float:
+    """RMS of the samples of ``y`` louder than ``above`` in magnitude (speech without its pauses)."""
+    active = y[np.abs(y) > above]
+    return float(np.sqrt(np.mean(active.astype(np.float64) ** 2)))
+
+
+def with_noise(clean: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator, *,
+               active_above: float = 0.01) -> np.ndarray:
+    """``clean`` plus white or pink noise (:func:`coloured_noise`) whose power is ``snr_db`` under
+    that of the active samples of ``clean`` (louder than ``active_above``), as float32."""
+    noise = coloured_noise(kind, clean.size, rng)
+    noise *= active_rms(clean, active_above) / 10 ** (snr_db / 20) / np.sqrt(np.mean(noise ** 2))
+    return (clean + noise).astype(np.float32)
+
+
 def ffmpeg_ebur128(path: str) -> dict[str, float]:
     """FFmpeg's own meter: integrated (LUFS), LRA (LU) and true peak (dBTP) from its summary."""
     proc = subprocess.run(

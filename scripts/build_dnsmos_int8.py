@@ -97,7 +97,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from audiolib.perceptual import DNSMOS_INT8_PATH, dnsmos_float_path, dnsmos_mos  # noqa: E402
+from audiolib.perceptual import DNSMOS_INT8_PATH, dnsmos_float_path, dnsmos_run  # noqa: E402
 from audiolib.speech import onnx_session  # noqa: E402
 from benchmarks import dnsmos_material  # noqa: E402
 
@@ -198,23 +198,13 @@ def sha256(path: str | Path) -> str:
 
 def _mos(path: str, clips: list[np.ndarray]) -> np.ndarray:
     """MOS (n, 3) of the clips with the model at ``path`` (one thread, one clip per call)."""
-    session = onnx_session(path, arena=False)
-    return dnsmos_mos(np.concatenate([session.run(None, {"input_1": x[np.newaxis, :]})[0] for x in clips]))
+    return dnsmos_run(onnx_session(path, arena=False), np.stack(clips))
 
 
 def _seconds(paths: list[str], clips: list[np.ndarray]) -> list[float]:
-    """Median seconds per clip of each model, all run in turn clip by clip (load from other
-    processes hits them alike)."""
-    sessions = [onnx_session(p, arena=False) for p in paths]
-    times = [[] for _ in paths]
-    for s in sessions:
-        s.run(None, {"input_1": clips[0][np.newaxis, :]})  # warm-up
-    for x in clips:
-        for s, t in zip(sessions, times):
-            t0 = time.perf_counter()
-            s.run(None, {"input_1": x[np.newaxis, :]})
-            t.append(time.perf_counter() - t0)
-    return [float(np.median(t)) for t in times]
+    """Median seconds per clip of each model, all run in turn clip by clip."""
+    _, seconds = dnsmos_material.alternating_runs([onnx_session(p, arena=False) for p in paths], clips)
+    return [float(np.median(t)) for t in seconds]
 
 
 def explore(dest: Path, calibration: list[np.ndarray]) -> Variant:

@@ -16,7 +16,7 @@ from audiolib.io import write
 from audiolib.loudness import measure
 from audiolib.perceptual import (DNSMOS_INT8_PATH, DNSMOS_WINDOW_S, DNSMOS_WINDOW_SAMPLES, PerceptualAnalyzer,
                                  dnsmos_p835, mos_to_score)
-from benchmarks.material import coloured_noise
+from benchmarks.material import with_noise
 from conftest import SR, espeak_speech
 
 PERCEPTUAL = "quality_score,noise_score,speech,music,other,loudness"
@@ -30,10 +30,7 @@ def _write(path, y, sr=SR):
 
 def _at_snr(clean: np.ndarray, kind: str, snr_db: float, seed: int = 3) -> np.ndarray:
     """``clean`` plus noise whose power is ``snr_db`` under the speech's (active samples)."""
-    active = clean[np.abs(clean) > 0.01]
-    noise = coloured_noise(kind, clean.size, np.random.default_rng(seed))
-    noise *= np.sqrt(np.mean(active ** 2) / 10 ** (snr_db / 10) / np.mean(noise ** 2))
-    return (clean + noise).astype(np.float32)
+    return with_noise(clean, kind, snr_db, np.random.default_rng(seed))
 
 
 def test_mos_mapping():

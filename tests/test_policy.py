@@ -259,12 +259,11 @@ def test_clean_speech_warns_on_noisy_speech(tmp_path):
     white noise 10 dB under it warns on the SNR (and the noise score falls)."""
     from conftest import espeak_speech
 
+    from benchmarks.material import with_noise
+
     speech = espeak_speech(20.0)
-    active = speech[np.abs(speech) > 0.01]
-    noise = np.random.default_rng(5).standard_normal(speech.size).astype(np.float32)
-    noise *= np.sqrt(np.mean(active ** 2) / np.mean(noise ** 2) / 10.0)  # 10 dB SNR
     rows = {}
-    for name, y in (("clean", speech), ("noisy", speech + noise)):
+    for name, y in (("clean", speech), ("noisy", with_noise(speech, "white", 10.0, np.random.default_rng(5)))):
         path = tmp_path / f"{name}.wav"
         write(str(path), at_lufs(np.stack([y, y]), -23.0), SR, codec="pcm_s24le", sample_fmt="s32")
         rows[name] = row_of(path)
