@@ -57,7 +57,7 @@ class DiagnoseOptions:
     compressed_channels: tuple[int, ...] = ()
     alarms: AlarmSettings | None = None
     quality_stride: int = 1
-    #: DNSMOS P.835 model of the quality and noise scores: "int8" (default, ~2.8x faster) or "float".
+    #: DNSMOS P.835 model of the quality and noise scores: "int8" (default, ~2.5-2.8x faster) or "float".
     quality_model: str = DEFAULT_QUALITY_MODEL
 
     def __post_init__(self) -> None:

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality-stride", type=int, default=1, metavar="N",
                    help="score every Nth speech window with DNSMOS (default 1: every window)")
     p.add_argument("--quality-model", choices=["int8", "float"], default="int8",
-                   help="DNSMOS P.835 model for the quality and noise scores: int8 (default, ~2.8x "
+                   help="DNSMOS P.835 model for the quality and noise scores: int8 (default, ~2.5-2.8x "
                         "faster) or float (as published)")
     p.add_argument("--table", action="store_true", help="print a table instead of JSON")
     return parser
