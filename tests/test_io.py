@@ -296,3 +296,25 @@ def test_samples_script_output_is_decodable(tmp_path):
         "speech_like_mono_24bit.flac", "surround_5.1.wav", "tone_1k_-23dBFS_stereo.wav",
     ])
     assert io.probe(str(tmp_path / "surround_5.1.wav")).audio.channel_layout == "5.1(side)"
+
+
+def test_wav_open_uses_a_short_probe_and_still_finds_a_hidden_bitstream(tmp_path, media):
+    """16-bit WAVs are opened with a short probe (io.WAV_PROBE_BYTES); FFmpeg still recognises a
+    DTS bitstream stored as PCM in a WAV, the thing its long payload probe is there for."""
+    dts = tmp_path / "raw.dts"
+    run_ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=3:r=48000", "-ac", "2", "-c:a", "dca", "-strict", "-2",
+               "-f", "dts", str(dts))
+    payload = dts.read_bytes()
+    header = (b"RIFF" + (36 + len(payload)).to_bytes(4, "little") + b"WAVE"
+              + b"fmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (2).to_bytes(2, "little")
+              + (48000).to_bytes(4, "little") + (192000).to_bytes(4, "little") + (4).to_bytes(2, "little")
+              + (16).to_bytes(2, "little") + b"data" + len(payload).to_bytes(4, "little"))
+    wav = tmp_path / "dts_in.wav"
+    wav.write_bytes(header + payload)
+    assert io._open_options(str(wav)) == {"probesize": str(io.WAV_PROBE_BYTES)}
+    assert io.probe(str(wav)).audio.codec == "dca"
+    pcm = tmp_path / "pcm.wav"
+    run_ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=1", "-ac", "2", "-c:a", "pcm_s16le", str(pcm))
+    assert io.probe(str(pcm)).audio.codec == "pcm_s16le"
+    for other in ("s24.flac", "a.mp3", "a.m4a", "a.mkv"):
+        assert io._open_options(str(media[other])) == {}, other
