@@ -130,7 +130,9 @@ def _guided_batches(items: list[MediaObject], batch_size: int, workers: int | No
     the target is a batch alone, so hour-long files spread over the workers one by one.  With
     fixed batches of 32, 200 files of 10 s on 2 workers made 7 batches and one worker sat idle
     while the other ran the last (measured: ~1/7 of the run); this makes 11, the last of 8 files.
-    Without a known worker count (a Dask cluster) the target stays at :data:`BATCH_BYTES`.
+    With one worker there is nothing to balance, and without a known worker count (a Dask
+    cluster) nothing to balance against: the target stays at :data:`BATCH_BYTES` (200 files of
+    10 s on 1 worker: 7 batches rather than 9).
     """
     def size(o: MediaObject) -> int:
         return o.size_bytes if o.size_bytes is not None else _UNKNOWN_SIZE_BYTES
@@ -140,7 +142,8 @@ def _guided_batches(items: list[MediaObject], batch_size: int, workers: int | No
     filled = target = 0
     for obj in items:
         if not batch:
-            target = BATCH_BYTES if not workers else min(BATCH_BYTES, max(BATCH_BYTES // 4, left // (2 * workers)))
+            target = BATCH_BYTES if not workers or workers == 1 else \
+                min(BATCH_BYTES, max(BATCH_BYTES // 4, left // (2 * workers)))
         batch.append(obj)
         filled += size(obj)
         left -= size(obj)

@@ -232,6 +232,8 @@ def test_guided_batches_cover_every_file_once_and_shrink():
     assert {len(b) for b in _guided_batches(objs(10, 1), 1, 2)} == {1}
     assert sum(len(b) for b in _guided_batches(objs(100, None), 32, None)) == 100
     assert list(_guided_batches([], 32, 2)) == []
+    # one worker: nothing to balance, so full batches to the end (fewer tasks)
+    assert [len(b) for b in _guided_batches(short, 32, 1)] == [32] * 6 + [8]
 
 
 def test_warm_runner_forks_workers_from_preloaded_server(prefect_api):
