@@ -257,6 +257,43 @@ def test_warm_runner_forks_workers_from_preloaded_server(prefect_api):
     assert all(pid != os.getpid() and loaded for pid, loaded in out)
 
 
+def test_warm_runner_workers_run_with_the_flows_settings_entered_once(prefect_api):
+    """Tasks are sent without the settings (rebuilding them cost ~115 ms a task); each worker
+    entered the flow's settings when it started, so tasks still see them."""
+    from prefect import flow, task
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings, temporary_settings
+
+    from flows.runner import WarmProcessPoolTaskRunner
+
+    @task
+    def seen() -> tuple[str, int]:
+        settings = get_current_settings()
+        return str(settings.api.url), settings.client.max_retries
+
+    @flow(task_runner=WarmProcessPoolTaskRunner(max_workers=2))
+    def probe() -> tuple[list[tuple[str, int]], dict]:
+        futures = [seen.submit() for _ in range(4)]
+        return [f.result() for f in futures], FlowRunContext.get().task_runner._cached_context
+
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 7}):
+        api_url = str(get_current_settings().api.url)
+        out, sent = probe()
+    assert out == [(api_url, 7)] * 4
+    assert "settings_context" not in sent and "flow_run_context" in sent
+
+
+def test_one_certificate_file_loads_as_a_ca_file(tmp_path):
+    import ssl
+
+    from flows.audit import _one_certificate_file
+
+    path = _one_certificate_file(str(tmp_path))
+    text = Path(path).read_text()
+    assert text.count("BEGIN CERTIFICATE") == 1
+    ssl.create_default_context(cafile=path)  # raises if it held no usable certificate
+
+
 def test_finished_batches_are_freed_during_the_run(prefect_api, tmp_path, monkeypatch):
     """Memory does not grow with the collection: a consumed batch's future (and its table) is gone
     before the next is consumed.  Without the per-batch collection in the submit loop Prefect's
