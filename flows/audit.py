@@ -116,8 +116,12 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 
 # A batch holds at most this many bytes of media (and at most ``batch_size`` files): 64 MiB is
-# ~6 min of 48 kHz stereo 24-bit WAV, ~3.5 s of work, against ~0.18 s of per-task overhead (measured).
+# ~6 min of 48 kHz stereo 24-bit WAV, ~3.5 s of work, against ~40 ms of Prefect's cost per task in
+# the warm pool (worker and API server; benchmarks/bench_task_overhead.py).
 BATCH_BYTES = 64 * 2**20
+# The smallest batch towards the end of a run (guided self-scheduling): 8 MiB, ~0.8 s of work on
+# 10 s WAVs, so workers finish within ~1 s of each other.
+MIN_BATCH_BYTES = BATCH_BYTES // 8
 _UNKNOWN_SIZE_BYTES = 2 * 2**20  # what an object of unknown size counts for
 
 
@@ -126,10 +130,10 @@ def _guided_batches(items: list[MediaObject], batch_size: int, workers: int | No
 
     Guided self-scheduling (Polychronopoulos and Kuck, IEEE Trans. Computers 36(12), 1987) on the
     objects' sizes: each batch takes 1/(2 x workers) of the bytes still to schedule, at most
-    :data:`BATCH_BYTES` (and ``batch_size`` files), at least a quarter of that; a file larger than
+    :data:`BATCH_BYTES` (and ``batch_size`` files), at least :data:`MIN_BATCH_BYTES`; a file larger than
     the target is a batch alone, so hour-long files spread over the workers one by one.  With
     fixed batches of 32, 200 files of 10 s on 2 workers made 7 batches and one worker sat idle
-    while the other ran the last (measured: ~1/7 of the run); this makes 11, the last of 8 files.
+    while the other ran the last (measured: ~1/7 of the run); this makes 13, the last of 3 files.
     With one worker there is nothing to balance, and without a known worker count (a Dask
     cluster) nothing to balance against: the target stays at :data:`BATCH_BYTES` (200 files of
     10 s on 1 worker: 7 batches rather than 9).
@@ -143,7 +147,7 @@ def _guided_batches(items: list[MediaObject], batch_size: int, workers: int | No
     for obj in items:
         if not batch:
             target = BATCH_BYTES if not workers or workers == 1 else \
-                min(BATCH_BYTES, max(BATCH_BYTES // 4, left // (2 * workers)))
+                min(BATCH_BYTES, max(MIN_BATCH_BYTES, left // (2 * workers)))
         batch.append(obj)
         filled += size(obj)
         left -= size(obj)
@@ -321,7 +325,7 @@ def _artifacts(summary: dict[str, Any]) -> None:
     create_markdown_artifact(key="audit-report", markdown="\n".join(lines))
 
 
-def _one_certificate_file(directory: str) -> str:
+def _one_certificate_file(directory: str) -> str | None:
     """A CA file holding one certificate (the first of certifi's bundle), written in ``directory``.
 
     For the temporary server only, which is plain HTTP on 127.0.0.1: no certificate is ever
@@ -329,19 +333,25 @@ def _one_certificate_file(directory: str) -> str:
     time a client is made (prefect 3.8, ``SyncPrefectClient.__init__``), and loading certifi's
     ~150-certificate bundle costs ~64 ms a time on the reference machine (measured), with two
     clients made per task in a worker.  ``PREFECT_API_SSL_CERT_FILE`` pointing at this file
-    makes that 0.7 ms.  A user's own API (``PREFECT_API_URL``) is left alone.
+    makes that 0.7 ms.  A user's own API (``PREFECT_API_URL``) is left alone.  None (Prefect's
+    default then) if certifi's bundle cannot be read.
     """
     import os
     import re
 
-    import certifi
+    try:
+        import certifi
 
-    with open(certifi.where(), encoding="ascii") as f:
-        first = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n", f.read(), re.S)
-    path = os.path.join(directory, "one-ca.pem")
-    with open(path, "w", encoding="ascii") as f:
-        f.write(first.group(0) if first else "")
-    return path
+        with open(certifi.where(), encoding="ascii") as f:
+            first = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n", f.read(), re.S)
+        if not first:
+            return None
+        path = os.path.join(directory, "one-ca.pem")
+        with open(path, "w", encoding="ascii") as f:
+            f.write(first.group(0))
+        return path
+    except (ImportError, OSError, UnicodeDecodeError):
+        return None
 
 
 def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: str | None = None,
@@ -391,11 +401,14 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
     timings["server_start"] = time.perf_counter() - t0
     scratch = tempfile.TemporaryDirectory(prefix="audioqc-")
-    local = {"PREFECT_API_URL": server.api_url, "PREFECT_API_SSL_CERT_FILE": _one_certificate_file(scratch.name)}
+    local = {"PREFECT_API_URL": server.api_url}
+    updates: dict[Any, str] = {PREFECT_API_URL: server.api_url}
+    ca_file = _one_certificate_file(scratch.name)
+    if ca_file:
+        local["PREFECT_API_SSL_CERT_FILE"] = updates[PREFECT_API_SSL_CERT_FILE] = ca_file
     os.environ.update(local)
     try:
-        with temporary_settings(updates={PREFECT_API_URL: local["PREFECT_API_URL"],
-                                         PREFECT_API_SSL_CERT_FILE: local["PREFECT_API_SSL_CERT_FILE"]}):
+        with temporary_settings(updates=updates):
             return run_flow()
     finally:
         t0 = time.perf_counter()

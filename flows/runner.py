@@ -65,6 +65,10 @@ def _enter_settings(settings: dict | None, initializer: Any = None, initargs: tu
         initializer(*initargs)
 
 
+def _started() -> None:
+    """Submitted once per worker when the pool opens, so that every worker starts at once."""
+
+
 class WarmProcessPoolTaskRunner(ProcessPoolTaskRunner):
     """``ProcessPoolTaskRunner`` with workers forked from a preloaded fork server.
 
@@ -98,6 +102,11 @@ class WarmProcessPoolTaskRunner(ProcessPoolTaskRunner):
                           (self._worker_settings, getattr(self, "_initializer", None),
                            getattr(self, "_initargs", ()))))
             self._resolver_executor = ThreadPoolExecutor(max_workers=self._max_workers)
+            if not _in_pool_worker:
+                # start every worker now (a pool starts them one per submit otherwise), so their
+                # start-up overlaps the flow's listing instead of delaying the first batches
+                for _ in range(self._max_workers):
+                    self._executor.submit(_started)
         except Exception:
             if self._executor is not None:
                 self._executor.shutdown(cancel_futures=True, wait=True)

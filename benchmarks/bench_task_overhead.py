@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Prefect's cost per task in the audit's process pool, against Prefect's own process pool.
+
+A flow submits no-op tasks (they return their argument) to one worker process, so the time per
+task is the task runner's and task engine's own cost: pickling the call and its context,
+the worker rebuilding that context, the task run's state changes over HTTP to the API, the
+result's way back.  Cases, each run in turn per round (``--rounds``), against one temporary
+Prefect API server started here:
+
+* ``prefect``: Prefect's ``ProcessPoolTaskRunner`` as shipped (spawned worker, certifi's CA bundle);
+* ``warm``: :class:`flows.runner.WarmProcessPoolTaskRunner` (forked from the preloaded fork server;
+  the flow's settings entered once per worker rather than rebuilt for every task), CA bundle as
+  shipped;
+* ``warm+ca``: the same with the one-certificate CA file that ``flows.audit.run_audit`` gives the
+  clients of its temporary server (:func:`flows.audit._one_certificate_file`): the audit's setup.
+
+Every flow run starts its own pool, so each case times a flow of 2 tasks and one of ``--tasks`` + 2
+and divides the difference by ``--tasks``: worker start-up is not a per-task cost.  Prints the median
+milliseconds per task of each case, the ratio to ``prefect``, and the API server's CPU time per
+task (from /proc).  Timings are printed, never
+asserted.
+
+    .venv/bin/python benchmarks/bench_task_overhead.py [--tasks 60] [--rounds 3] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", type=int, default=60, help="extra no-op tasks of the long flow (default 60)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of every case, run in turn (default 3)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    if args.tasks < 1 or args.rounds < 1:
+        ap.error("--tasks and --rounds must be >= 1")
+
+    home = tempfile.TemporaryDirectory(prefix="bench_task_overhead_")
+    os.environ["PREFECT_HOME"] = home.name
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+    import prefect
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    from flows.audit import _one_certificate_file
+    from flows.runner import WarmProcessPoolTaskRunner, prewarm
+
+    @task(cache_policy=NO_CACHE, persist_result=False)
+    def noop(i: int) -> int:
+        return i
+
+    def make_flow(runner):
+        @flow(task_runner=runner)
+        def many(n: int) -> int:
+            return sum(f.result() for f in [noop.submit(i) for i in range(n)])
+        return many
+
+    prewarm()
+    server = SubprocessASGIServer()
+    server.start(timeout=90)
+    os.environ["PREFECT_API_URL"] = server.api_url
+    ca_file = _one_certificate_file(home.name)
+    cases = {
+        "prefect": (lambda: ProcessPoolTaskRunner(max_workers=1), {}),
+        "warm": (lambda: WarmProcessPoolTaskRunner(max_workers=1), {}),
+        "warm+ca": (lambda: WarmProcessPoolTaskRunner(max_workers=1),
+                    {PREFECT_API_SSL_CERT_FILE: ca_file} if ca_file else {}),
+    }
+    per_task_ms: dict[str, list[float]] = {name: [] for name in cases}
+    server_ms: dict[str, list[float]] = {name: [] for name in cases}
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def server_cpu_s() -> float:  # the API server's CPU time (user + system), from /proc
+        try:
+            fields = Path(f"/proc/{server.server_process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, AttributeError, IndexError, ValueError):
+            return float("nan")
+
+    print(f"prefect {prefect.__version__}; {args.tasks} no-op tasks per flow, 1 worker, {args.rounds} rounds",
+          flush=True)
+    try:
+        for r in range(args.rounds):
+            for name, (runner, updates) in cases.items():
+                with temporary_settings(updates={PREFECT_API_URL: server.api_url, **updates}):
+                    many = make_flow(runner())
+                    c0, t0 = server_cpu_s(), time.perf_counter()
+                    assert many(2) == 1
+                    c1, t1 = server_cpu_s(), time.perf_counter()
+                    assert many(args.tasks + 2) == (args.tasks + 2) * (args.tasks + 1) // 2
+                    c2, t2 = server_cpu_s(), time.perf_counter()
+                    # every flow starts its own pool: the difference leaves the start-up out
+                    per_task_ms[name].append(1000 * ((t2 - t1) - (t1 - t0)) / args.tasks)
+                    server_ms[name].append(1000 * ((c2 - c1) - (c1 - c0)) / args.tasks)
+                print(f"  round {r + 1} {name:8} {per_task_ms[name][-1]:7.1f} ms per task, API server "
+                      f"{server_ms[name][-1]:5.1f} ms CPU per task", flush=True)
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+    base = statistics.median(per_task_ms["prefect"])
+    print("\ncase      median ms/task  vs prefect  server CPU ms/task")
+    out = {}
+    for name, values in per_task_ms.items():
+        m = statistics.median(values)
+        cpu = statistics.median(server_ms[name])
+        out[name] = {"median_ms_per_task": m, "runs_ms_per_task": values, "ratio_to_prefect": m / base,
+                     "server_cpu_ms_per_task": cpu}
+        print(f"{name:8}  {m:14.1f}  {m / base:9.2f}x  {cpu:18.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"tasks": args.tasks, "rounds": args.rounds, "cases": out}, indent=2))
+    home.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
