@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  round {r + 1} {name:8} {per_task_ms[name][-1]:7.1f} ms per task, API server "
                       f"{server_ms[name][-1]:5.1f} ms CPU per task", flush=True)
     finally:
+        time.sleep(2)  # let the server record the last runs' events before it stops
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
     base = statistics.median(per_task_ms["prefect"])
