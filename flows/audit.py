@@ -401,12 +401,11 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
     timings["server_start"] = time.perf_counter() - t0
     scratch = tempfile.TemporaryDirectory(prefix="audioqc-")
-    local = {"PREFECT_API_URL": server.api_url}
     updates: dict[Any, str] = {PREFECT_API_URL: server.api_url}
     ca_file = _one_certificate_file(scratch.name)
     if ca_file:
-        local["PREFECT_API_SSL_CERT_FILE"] = updates[PREFECT_API_SSL_CERT_FILE] = ca_file
-    os.environ.update(local)
+        updates[PREFECT_API_SSL_CERT_FILE] = ca_file
+    os.environ.update({setting.name: value for setting, value in updates.items()})
     try:
         with temporary_settings(updates=updates):
             return run_flow()
@@ -418,8 +417,8 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
             APILogHandler.flush()
         except Exception:  # logging must never fail the audit
             pass
-        for name in local:
-            os.environ.pop(name, None)
+        for setting in updates:
+            os.environ.pop(setting.name, None)
         server.stop()
         scratch.cleanup()
         timings["server_stop"] = time.perf_counter() - t0
