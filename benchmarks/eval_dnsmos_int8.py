@@ -13,8 +13,9 @@ Usage::
 2. The noise trend through the analyzer (:class:`audiolib.perceptual.PerceptualAnalyzer`, VAD and
    window selection included) with each model: 36 s of the evaluation voices, clean and with white
    and pink noise at 20, 10 and 0 dB SNR; the quality and noise scores must fall monotonically.
-3. Speed: both models in this process, one thread, one clip per call, alternating clip by clip
-   so that load from other processes hits both alike; the median seconds per clip and the ratio.
+3. Speed: both models in this process (the int8 one in OpenVINO, as the analyzer runs it, and
+   also in onnxruntime), one thread, one clip per call, alternating clip by clip so that load from
+   other processes hits them alike; the median seconds per clip and the ratios.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audiolib.perceptual import (DNSMOS_WINDOW_S, QUALITY_MODELS, PerceptualAnalyzer, _dnsmos_session, dnsmos_mos,
-                                 mos_to_score)
+from audiolib.perceptual import (DNSMOS_INT8_PATH, DNSMOS_WINDOW_S, QUALITY_MODELS, PerceptualAnalyzer,
+                                 _dnsmos_session, dnsmos_mos, dnsmos_session, mos_to_score)
 from audiolib.speech import INPUT_RATE_HZ
 from benchmarks import dnsmos_material
 from benchmarks.material import with_noise
@@ -38,11 +39,18 @@ TREND_NOISE_SEED = 303
 COLUMNS = ("SIG", "BAK", "OVRL", "quality", "noise")
 
 
+#: The int8 model in onnxruntime (its runtime until 2026-11-24), timed alongside: the analyzer runs
+#: it in OpenVINO.
+INT8_ONNXRUNTIME = "int8 in onnxruntime"
+
+
 def _per_clip(clips: list[dnsmos_material.Clip]) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
-    """MOS (n, 3) per model, and the seconds per call, models alternating clip by clip."""
-    raw, seconds = dnsmos_material.alternating_runs([_dnsmos_session(m) for m in QUALITY_MODELS],
-                                                    [c.audio for c in clips])
-    return ({m: dnsmos_mos(r) for m, r in zip(QUALITY_MODELS, raw)}, dict(zip(QUALITY_MODELS, seconds)))
+    """MOS (n, 3) per model (and of the int8 model in onnxruntime), and the seconds per call,
+    all alternating clip by clip."""
+    names = list(QUALITY_MODELS) + [INT8_ONNXRUNTIME]
+    sessions = [_dnsmos_session(m) for m in QUALITY_MODELS] + [dnsmos_session(DNSMOS_INT8_PATH, "onnxruntime")]
+    raw, seconds = dnsmos_material.alternating_runs(sessions, [c.audio for c in clips])
+    return ({m: dnsmos_mos(r) for m, r in zip(names, raw)}, dict(zip(names, seconds)))
 
 
 def _with_scores(mos: np.ndarray) -> np.ndarray:
@@ -90,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     clips = dnsmos_material.clips("evaluation")
     mos, seconds = _per_clip(clips)
-    full = {m: _with_scores(v) for m, v in mos.items()}
+    runtimes_max_abs_mos = float(np.abs(mos["int8"] - mos[INT8_ONNXRUNTIME]).max())
+    full = {m: _with_scores(v) for m, v in mos.items() if m in QUALITY_MODELS}
     diff = full["int8"] - full["float"]
     groups = {"all clips": np.ones(len(clips), bool)}
     for label, pick in (("clean speech", lambda c: c.kind == "speech" and c.noise == "none"),
@@ -130,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {m: float(np.median(s)) for m, s in seconds.items()}
     result["speed"] = {"s_per_clip": med, "ratio": med["float"] / med["int8"],
+                       "ratio_to_int8_in_onnxruntime": med[INT8_ONNXRUNTIME] / med["int8"],
                        "realtime_x": {m: DNSMOS_WINDOW_S / v
                                       for m, v in med.items()}}
+    result["int8_runtimes_max_abs_mos"] = runtimes_max_abs_mos
     print(f"\nspeed (median of {len(clips)} calls each, one thread, alternating): float {med['float']:.3f} s per clip, "
-          f"int8 {med['int8']:.3f} s per clip: {med['float'] / med['int8']:.2f}x")
+          f"int8 {med['int8']:.3f} s per clip: {med['float'] / med['int8']:.2f}x; the int8 model in onnxruntime "
+          f"{med[INT8_ONNXRUNTIME]:.3f} s ({med[INT8_ONNXRUNTIME] / med['int8']:.2f}x the analyzer's OpenVINO time), "
+          f"its MOS within {runtimes_max_abs_mos:.4f} of OpenVINO's")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -14,8 +14,8 @@ from audiolib.diagnose import DiagnoseOptions, diagnose
 from audiolib.errors import InvalidParameter
 from audiolib.io import write
 from audiolib.loudness import measure
-from audiolib.perceptual import (DNSMOS_INT8_PATH, DNSMOS_WINDOW_S, DNSMOS_WINDOW_SAMPLES, PerceptualAnalyzer,
-                                 dnsmos_p835, mos_to_score)
+from audiolib.perceptual import (DNSMOS_INT8_PATH, DNSMOS_WINDOW_S, DNSMOS_WINDOW_SAMPLES, OpenVinoSession,
+                                 PerceptualAnalyzer, dnsmos_p835, dnsmos_run, dnsmos_session, mos_to_score)
 from benchmarks.material import with_noise
 from conftest import SR, espeak_speech
 
@@ -98,7 +98,7 @@ def test_quality_stride_scores_every_nth_speech_window(tmp_path):
 #: clips (other voices, texts, noise seeds and music than the model was calibrated and selected on):
 #: mean |d| 0.025 SIG, 0.025 BAK, 0.021 OVRL; max |d| 0.185, 0.109, 0.102 (espeak-ng en+f4 with white
 #: noise at 10 dB). The bound is about twice the largest difference measured there: a failure
-#: means the int8 model (or onnxruntime's int8 kernels) changed, not a borderline clip.
+#: means the int8 model (or OpenVINO's int8 kernels) changed, not a borderline clip.
 INT8_MAX_ABS_MOS = 0.4
 
 
@@ -119,6 +119,69 @@ def test_int8_model_agrees_with_float():
     for mos in (ref, q):
         assert np.argmin(mos[:, 2]) == 2 and np.argmin(mos[:, 1]) == 2 and np.argmax(mos[:, 1]) == 0, mos
     assert os.path.getsize(DNSMOS_INT8_PATH) < 800_000  # the committed model stays small
+
+
+#: The int8 model in OpenVINO (the analyzer) against the same file in onnxruntime, per clip (MOS):
+#: both accumulate the int8 products exactly; 4 decimals agreed on the build script's selection set.
+RUNTIMES_MAX_ABS_MOS = 0.02
+
+
+def test_int8_model_same_in_openvino_and_onnxruntime():
+    clips = _noisy_speech_clips()
+    assert isinstance(dnsmos_session(DNSMOS_INT8_PATH), OpenVinoSession)
+    ov = dnsmos_p835(clips)
+    ort = dnsmos_run(dnsmos_session(DNSMOS_INT8_PATH, "onnxruntime"), clips)
+    assert np.all(np.abs(ov - ort) < RUNTIMES_MAX_ABS_MOS), (ov, ort)
+    with pytest.raises(InvalidParameter, match="runtime"):
+        dnsmos_session(DNSMOS_INT8_PATH, "tensorflow")
+
+
+def _build_script():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "build_dnsmos_int8.py")
+    spec = importlib.util.spec_from_file_location("build_dnsmos_int8", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_unfolded_first_conv_gives_the_same_outputs(tmp_path):
+    """The build's rewrite of DNSMOS's first Conv (3x3 over one channel -> 1x1 over its 9 shifted
+    inputs) on a QDQ graph of the same shape: the same quantised outputs, in both runtimes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    build = _build_script()
+    rng = np.random.default_rng(11)
+    frames, bins, channels = build.SPECTROGRAM_FRAMES, build.SPECTROGRAM_BINS, 8
+    w = rng.integers(-63, 64, (channels, 1, 3, 3)).astype(np.int8)  # 7-bit weights, as the build's
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "xs"), numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+             numpy_helper.from_array(w, "wq"), numpy_helper.from_array(rng.uniform(0.01, 0.02, channels).astype(np.float32), "ws"),
+             numpy_helper.from_array(np.zeros(channels, np.int8), "wz"),
+             numpy_helper.from_array(rng.normal(0, 0.5, channels).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array(0.1, np.float32), "ys"), numpy_helper.from_array(np.array(0, np.uint8), "yz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xdq"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wdq"], axis=0),
+             helper.make_node("Conv", ["xdq", "wdq", "b"], ["c"], name=build.FIRST_CONV, kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1], strides=[1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    graph = helper.make_graph(nodes, "first_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, frames, bins])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, frames, bins])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    plain, unfolded = tmp_path / "plain.onnx", tmp_path / "unfolded.onnx"
+    onnx.save(model, plain)
+    onnx.save(build.unfold_first_conv(onnx.load(plain)), unfolded)
+    assert [n.op_type for n in onnx.load(unfolded).graph.node].count("Slice") == 9
+    x = {"x": rng.normal(0, 3, (1, 1, frames, bins)).astype(np.float32)}
+    for runtime in ("onnxruntime", "openvino"):
+        a, b = (dnsmos_session(str(p), runtime).run(None, x)[0] for p in (plain, unfolded))
+        assert np.count_nonzero(a) > a.size // 4  # the ReLU passes a real share
+        assert np.array_equal(a, b), (runtime, np.abs(a - b).max())
 
 
 def test_quality_model_option(tmp_path):
