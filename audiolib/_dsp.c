@@ -194,16 +194,27 @@ void aq_sliding_sum_max(const double *power, int64_t n, double *ring, int64_t w,
  *   3: |x| > thr                      (beyond full scale; nch = 1)
  * x: nch rows of n float32, row stride `stride`. out must hold n - 1 indices.
  */
-/* One loop per condition, so each compiles to a tight branch-light loop. */
-#define AQ_TRANSITION_LOOP(COND)                                    \
-    do {                                                            \
-        int prev = (COND(0));                                       \
-        *first = (int8_t)prev;                                      \
-        for (int64_t i = 1; i < n; i++) {                           \
-            const int cond = (COND(i));                             \
-            if (cond != prev) { out[count++] = i; prev = cond; }    \
-        }                                                           \
-        *last = (int8_t)prev;                                       \
+/* One loop per condition, so each compiles to a tight loop. Blocks of AQ_BLOCK samples are first
+ * counted with a branch-free sum (which the compiler vectorises); a block whose count says every
+ * sample keeps the previous condition holds no change and is skipped, and only the others are
+ * scanned sample by sample. Worth it where changes are rare (clipping: samples at full scale);
+ * where they are dense (quiet samples at every zero crossing) aq_long_runs is the kernel. */
+#define AQ_BLOCK 512
+#define AQ_TRANSITION_LOOP(COND)                                                    \
+    do {                                                                            \
+        int prev = (COND(0));                                                       \
+        *first = (int8_t)prev;                                                      \
+        for (int64_t b = 1; b < n; b += AQ_BLOCK) {                                 \
+            const int64_t e = b + AQ_BLOCK < n ? b + AQ_BLOCK : n;                  \
+            int64_t set = 0;                                                        \
+            for (int64_t i = b; i < e; i++) set += (COND(i));                       \
+            if (set == (prev ? e - b : 0)) continue;                                \
+            for (int64_t i = b; i < e; i++) {                                       \
+                const int cond = (COND(i));                                         \
+                if (cond != prev) { out[count++] = i; prev = cond; }                \
+            }                                                                       \
+        }                                                                           \
+        *last = (int8_t)prev;                                                       \
     } while (0)
 
 static inline int all_below(const float *x, int64_t nch, int64_t stride, int64_t i, float thr)
@@ -236,6 +247,62 @@ int64_t aq_transitions(const float *x, int64_t nch, int64_t n, int64_t stride, f
     else if (mode == 1) AQ_TRANSITION_LOOP(C_MEAN);
     else if (mode == 2) AQ_TRANSITION_LOOP(C_AT);
     else AQ_TRANSITION_LOOP(C_OVER);
+    return count;
+}
+
+/*
+ * Like aq_transitions, but only for the runs of samples meeting the condition that are at least
+ * min_len samples long or touch the block's first or last sample (which may continue into the
+ * neighbouring block): the condition of every sample of a shorter run inside the block is taken
+ * as false. A consumer that drops runs shorter than min_len (RunTracker) gets the same runs, and
+ * a sample stream whose condition changes at every zero crossing (quiet samples of loud audio)
+ * is probed instead of scanned: a run of min_len or more samples holds a multiple of min_len, so
+ * the condition is evaluated there only, and a run is followed sample by sample from a probe that
+ * meets it. Cost: n / min_len probes, plus the samples of the runs met (short runs cost at most
+ * their length once).
+ */
+#define AQ_LONG_RUNS(COND)                                                                  \
+    do {                                                                                    \
+        const int64_t step = min_len > 1 ? min_len : 1;                                     \
+        int64_t next = 0; /* no run starts before this sample (end of the last run met) */  \
+        *first = (int8_t)(COND(0));                                                         \
+        *last = (int8_t)(COND(n - 1));                                                      \
+        if (*first) {                                                                       \
+            int64_t b = 1;                                                                  \
+            while (b < n && (COND(b))) b++;                                                 \
+            if (b < n) out[count++] = b;                                                    \
+            next = b;                                                                       \
+        }                                                                                   \
+        for (int64_t p = (next + step - 1) / step * step; p < n; ) {                        \
+            if (!(COND(p))) { p += step; continue; }                                        \
+            int64_t a = p, b = p + 1;                                                       \
+            while (a > next && (COND(a - 1))) a--;                                          \
+            while (b < n && (COND(b))) b++;                                                 \
+            if (b - a >= min_len || b == n) {                                               \
+                out[count++] = a;                                                           \
+                if (b < n) out[count++] = b;                                                \
+            }                                                                               \
+            next = b;                                                                       \
+            p = (b + step - 1) / step * step;                                               \
+        }                                                                                   \
+        if (*last && next < n) { /* a run at the end shorter than a step, never probed */   \
+            int64_t a = n - 1;                                                              \
+            while (a > next && (COND(a - 1))) a--;                                          \
+            out[count++] = a;                                                               \
+        }                                                                                   \
+    } while (0)
+
+int64_t aq_long_runs(const float *x, int64_t nch, int64_t n, int64_t stride, float thr, int mode,
+                     int64_t min_len, int8_t *first, int8_t *last, int64_t *out)
+{
+    int64_t count = 0;
+    const float inv = 1.0f / (float)nch;
+    if (n <= 0) { *first = *last = 0; return 0; }
+    if (mode == 0 && nch == 1) AQ_LONG_RUNS(C_ONE);
+    else if (mode == 0) AQ_LONG_RUNS(C_ALL);
+    else if (mode == 1) AQ_LONG_RUNS(C_MEAN);
+    else if (mode == 2) AQ_LONG_RUNS(C_AT);
+    else AQ_LONG_RUNS(C_OVER);
     return count;
 }
 

@@ -31,6 +31,10 @@ _lib.aq_transitions.argtypes = [_f32, _i64, _i64, _i64, ctypes.c_float, ctypes.c
                                 ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int8),
                                 np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")]
 _lib.aq_transitions.restype = _i64
+_lib.aq_long_runs.argtypes = [_f32, _i64, _i64, _i64, ctypes.c_float, ctypes.c_int, _i64,
+                              ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int8),
+                              np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")]
+_lib.aq_long_runs.restype = _i64
 _lib.aq_sliding_sum_max.argtypes = [_f64, _i64, _f64, _i64, _f64]
 _lib.aq_sliding_sum_max.restype = None
 
@@ -107,4 +111,18 @@ def transitions(x: np.ndarray, threshold: float, mode: int) -> tuple[np.ndarray,
     first = ctypes.c_int8(0)
     last = ctypes.c_int8(0)
     count = _lib.aq_transitions(x, nch, n, n, threshold, mode, ctypes.byref(first), ctypes.byref(last), out)
+    return out[:count], bool(first.value), bool(last.value)
+
+
+def long_runs(x: np.ndarray, threshold: float, mode: int, min_len: int) -> tuple[np.ndarray, bool, bool]:
+    """:func:`transitions` for the runs of samples meeting the condition that are at least
+    ``min_len`` samples long or touch the block's first or last sample; every sample of a shorter
+    run inside the block counts as not meeting it. What a :class:`audiolib.runs.RunTracker` with
+    ``min_samples = min_len`` keeps is the same; the kernel probes every ``min_len``-th sample
+    instead of scanning them all where no long run is (see ``aq_long_runs`` in ``_dsp.c``)."""
+    nch, n = x.shape
+    out = np.empty(max(n, 1), np.int64)
+    first = ctypes.c_int8(0)
+    last = ctypes.c_int8(0)
+    count = _lib.aq_long_runs(x, nch, n, n, threshold, mode, int(min_len), ctypes.byref(first), ctypes.byref(last), out)
     return out[:count], bool(first.value), bool(last.value)

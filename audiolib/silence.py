@@ -183,14 +183,14 @@ class SilenceDetector:
         n = x.shape[1]
         thr = float(self._threshold)  # FFmpeg: *p < noise && *p > -noise
         mode = _kernels.MEAN_BELOW if self.mono else _kernels.ALL_BELOW
-        self._all.push_edges(*_kernels.transitions(x, thr, mode), n)
+        # only the runs the trackers keep (at least min_samples long, or open at a block edge)
+        self._all.push_edges(*_kernels.long_runs(x, thr, mode, self._all.min_samples), n)
         for c in range(x.shape[0]):
-            row = x[c:c + 1]
-            edges, first, last = _kernels.transitions(row, thr, _kernels.ALL_BELOW)
-            if edges.size or not first:
-                self._loud_seen[c] = True
+            if not self._loud_seen[c]:  # whether the channel was ever loud: once seen, settled
+                self._loud_seen[c] = not bool(np.all(np.abs(x[c]) < thr))
             if not self.mono:
-                self._per_channel[c].push_edges(edges, first, last, n)
+                tracker = self._per_channel[c]
+                tracker.push_edges(*_kernels.long_runs(x[c:c + 1], thr, _kernels.ALL_BELOW, tracker.min_samples), n)
 
     def _intervals(self, tracker: RunTracker) -> tuple[SilenceInterval, ...]:
         runs = tracker.runs()

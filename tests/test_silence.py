@@ -185,3 +185,43 @@ def test_delayed_audio_track_reports_file_time(tmp_path):
     assert [(round(a, 2), round(b, 2)) for a, b in ((iv.start_s, iv.end_s) for iv in ranged.blocks["silence"].intervals)] \
         == [(round(got[0][0], 2), round(got[0][1], 2))]
     assert ranged.decode.frames == pytest.approx(2.5 * 44100, abs=2)
+
+
+def test_long_runs_kernel_keeps_what_the_tracker_keeps():
+    """``_kernels.long_runs`` (probing every min_len-th sample) against ``transitions`` (every
+    sample): a RunTracker fed either keeps the same runs, for every condition, run lengths around
+    min_len, runs at block edges, and blocks of many sizes."""
+    from audiolib import _kernels
+    from audiolib.runs import RunTracker
+
+    rng = np.random.default_rng(17)
+    modes = (_kernels.ALL_BELOW, _kernels.MEAN_BELOW, _kernels.AT_OR_ABOVE, _kernels.ABOVE)
+    for trial in range(60):
+        nch = int(rng.integers(1, 4))
+        n = int(rng.integers(1, 3000))
+        # runs of quiet (0.0) and loud (0.5) samples with lengths spread around min_len, plus samples at 1.0
+        lengths = rng.integers(1, 40, size=n)
+        levels = rng.choice([0.0, 0.5, 1.0, 1.5], size=lengths.size, p=[0.45, 0.35, 0.1, 0.1])
+        row = np.repeat(levels, lengths)[:n].astype(np.float32)
+        x = np.tile(row, (nch, 1))
+        x[:, rng.random(n) < 0.01] *= -1.0
+        if nch > 1:  # channels differ here and there
+            x[1, rng.random(n) < 0.02] = 0.5
+        for mode in modes:
+            rows = x if mode in (_kernels.ALL_BELOW, _kernels.MEAN_BELOW) else x[:1].copy()
+            thr = 0.25 if mode in (_kernels.ALL_BELOW, _kernels.MEAN_BELOW) else 1.0
+            for min_len in (1, 2, 7, 20, 64):
+                block = int(rng.integers(1, n + 2))
+                a, b = RunTracker(min_len), RunTracker(min_len)
+                for s in range(0, n, block):
+                    part = np.ascontiguousarray(rows[:, s:s + block])
+                    a.push_edges(*_kernels.transitions(part, thr, mode), part.shape[1])
+                    edges, first, last = _kernels.long_runs(part, thr, mode, min_len)
+                    assert np.all(np.diff(edges) > 0) and np.all((edges >= 1) & (edges < part.shape[1]))
+                    full_edges, full_first, full_last = _kernels.transitions(part, thr, mode)
+                    assert (first, last) == (full_first, full_last)
+                    b.push_edges(edges, first, last, part.shape[1])
+                a.finish()
+                b.finish()
+                assert np.array_equal(a.runs(), b.runs()), (trial, mode, min_len, block)
+                assert (a.count, a.true_samples) == (b.count, b.true_samples)
