@@ -82,7 +82,7 @@ import numpy as np
 
 from .channels import non_lfe_indices
 from .errors import InvalidParameter
-from .speech import FRAME_S, INPUT_RATE_HZ, SPEECH_THRESHOLD, VoiceActivity, onnx_session, resampler
+from .speech import FRAME_S, INPUT_RATE_HZ, SPEECH_THRESHOLD, OpenVinoSession, VoiceActivity, onnx_session, resampler
 from .speech_events import SpeechEventsResult
 
 #: DNSMOS input: 9.01 s at 16 kHz (speechmos/dnsmos.py, INPUT_LENGTH = 9.01).
@@ -145,32 +145,6 @@ def dnsmos_float_path() -> str:
 def dnsmos_model_path(model: str) -> str:
     """The file of a :data:`QUALITY_MODELS` entry."""
     return DNSMOS_INT8_PATH if validate_quality_model(model) == "int8" else dnsmos_float_path()
-
-
-class OpenVinoSession:
-    """An ONNX model compiled by OpenVINO's CPU plugin on one thread, called like an onnxruntime
-    session (``run(None, feeds)`` -> list of output arrays).
-
-    One inference thread and one stream (parallelism comes from worker processes); thread pinning
-    off, so that two worker processes never share a core; float parts of the graph in f32 (the
-    plugin would otherwise run them in bf16 on CPUs with AMX: the STFT and the log-power
-    spectrogram must keep quiet speech and noise).
-    """
-
-    CONFIG = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
-
-    def __init__(self, path: str) -> None:
-        import openvino
-
-        core = openvino.Core()
-        self._model = core.compile_model(core.read_model(str(path)), "CPU", dict(self.CONFIG))
-        self._request = self._model.create_infer_request()
-
-    def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = self._request.infer(feeds)
-        outputs = self._model.outputs if output_names is None else [self._model.output(n) for n in output_names]
-        return [np.array(result[o]) for o in outputs]
 
 
 def dnsmos_session(path: str, runtime: str = "openvino") -> Any:

