@@ -25,9 +25,9 @@ The int8 model (default) and the float one
     int8 weights and uint8 activations calibrated on generated speech, noisy speech and music; the
     STFT, the log-power spectrogram and the dense layers stay float), run by OpenVINO's CPU plugin
     (:class:`OpenVinoSession`), whose int8 convolutions use the CPU's AMX tiles or VNNI
-    instructions where it has them. On this machine it is ~7x faster than the float model and
-    ~3x faster than the same int8 model in onnxruntime (whose wheel does not use AMX), with the
-    same scores to 4 decimals. Against the float model on clips it was neither calibrated nor
+    instructions where it has them. On this machine it is ~7.5x faster than the float model and
+    ~2.9x faster than the same int8 model in onnxruntime (whose wheel does not use AMX), with MOS
+    within 0.003 of onnxruntime's. Against the float model on clips it was neither calibrated nor
     selected on (``benchmarks/eval_dnsmos_int8.py``) its MOS differ by a few hundredths on
     average and the monotonic fall of both scores with added noise holds.
     ``quality_model="float"`` (CLI ``--quality-model float``) runs the published float model

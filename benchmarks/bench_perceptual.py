@@ -19,9 +19,15 @@ launcher of bench_loudness.py (exact peak RSS):
 * ``audioqc diagnose FILE --only <signal blocks>``: the signal blocks alone (what the perceptual
   blocks add is the difference).
 
-Timings are printed, never asserted.
+Timings are printed, never asserted. This host's speed drifts by up to 50 % within an hour, so a
+change is measured against the code before it in the same run: ``--baseline-tree DIR`` runs every
+case also with the code of DIR (a checkout of an earlier revision, e.g. ``git worktree add
+/tmp/base REV``, with its C extension built in place: ``python setup.py build_ext --inplace``),
+through this venv's Python with ``PYTHONPATH=DIR``, the two in turn, ``--rounds`` times; the
+table then has the fastest run of each and the ratio per round.
 
     .venv/bin/python benchmarks/bench_perceptual.py [--minutes 60] [--strides 4,8] [--json OUT]
+        [--baseline-tree DIR] [--rounds N]
 """
 
 from __future__ import annotations
@@ -124,12 +130,32 @@ def ensure_programme(workdir: Path, minutes: float) -> Path:
     return path
 
 
+def _run_case(cmd: list[str], tmp: Path, tag: str, duration_s: float) -> dict:
+    r = run_measured(cmd, tmp, tag)
+    ok = r["returncode"] == 0
+    case = {"cmd": cmd, "ok": ok, "wall_s": r["wall_s"], "cpu_s": r["user_s"] + r["sys_s"],
+            "x_realtime": duration_s / r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
+    if ok and "--only" not in cmd:
+        d = json.loads(r["stdout"])
+        case["blocks"] = {k: d[k] for k in ("speech", "music", "other")}
+        case["quality_average"] = d["quality_score"]["average"]
+        case["quality_scored_windows"] = d["quality_score"]["scored_windows"]
+        case["speech_percentage"] = d["speech"]["percentage"]
+        case["music_percentage"] = d["music"]["percentage"]
+    elif not ok:
+        case["stderr"] = r["stderr"][-500:]
+    return case
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--strides", default="4,8", help="quality strides to try besides 1 (default 4,8)")
     ap.add_argument("--workdir", type=Path, default=HERE / "out")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="also run every case with the code in this checkout (PYTHONPATH), in turn")
+    ap.add_argument("--rounds", type=int, default=1, help="times every case runs (default 1)")
     args = ap.parse_args(argv)
     strides = [int(s) for s in args.strides.split(",") if s.strip()]
     aq = _default_audioqc()
@@ -138,43 +164,58 @@ def main(argv: list[str] | None = None) -> int:
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    cases = [("full (stride 1)", [aq, "diagnose", str(path)])]
-    cases += [(f"full (stride {s})", [aq, "diagnose", str(path), "--quality-stride", str(s)]) for s in strides]
-    cases += [("signal blocks only", [aq, "diagnose", str(path), "--only", SIGNAL_BLOCKS])]
-    out: dict = {"minutes": args.minutes, "file": str(path), "pinned": bool(pin), "cases": []}
+    variants = {"this tree": [aq]}
+    if args.baseline_tree is not None:
+        # -P: not the working directory first on sys.path (it may be this tree), so PYTHONPATH decides
+        variants["baseline"] = ["env", f"PYTHONPATH={args.baseline_tree.resolve()}", sys.executable, "-P", "-m", "audioqc.cli"]
+    cases = [("full (stride 1)", ["diagnose", str(path)])]
+    cases += [(f"full (stride {s})", ["diagnose", str(path), "--quality-stride", str(s)]) for s in strides]
+    cases += [("signal blocks only", ["diagnose", str(path), "--only", SIGNAL_BLOCKS])]
+    out: dict = {"minutes": args.minutes, "file": str(path), "pinned": bool(pin), "rounds": args.rounds,
+                 "baseline_tree": str(args.baseline_tree) if args.baseline_tree else None, "cases": []}
+    runs: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         print(f"peak-RSS measurement floor: {rss_floor_mb(tmp):.1f} MB; one core: {'taskset -c 0' if pin else 'NOT pinned'}")
-        run_measured(pin + [aq, "diagnose", str(path), "--end", "20"], tmp, "warmup")
-        rows = []
-        for name, cmd in cases:
-            print(f"  running {name} ...", flush=True)
-            r = run_measured(pin + cmd, tmp, name.replace(" ", "_"))
-            ok = r["returncode"] == 0
-            case = {"case": name, "cmd": cmd, "ok": ok, "wall_s": r["wall_s"], "cpu_s": r["user_s"] + r["sys_s"],
-                    "x_realtime": duration_s / r["wall_s"], "peak_rss_mb": r["peak_rss_mb"]}
-            if ok and "--only" not in cmd:
-                d = json.loads(r["stdout"])
-                case["blocks"] = {k: d[k] for k in ("speech", "music", "other")}
-                case["quality_average"] = d["quality_score"]["average"]
-                case["quality_scored_windows"] = d["quality_score"]["scored_windows"]
-                case["speech_percentage"] = d["speech"]["percentage"]
-                case["music_percentage"] = d["music"]["percentage"]
-            elif not ok:
-                case["stderr"] = r["stderr"][-500:]
-            out["cases"].append(case)
-            rows.append([name, f"{r['wall_s']:.1f}", f"{case['x_realtime']:.0f}", f"{r['peak_rss_mb']:.0f}",
-                         str(case.get("quality_scored_windows", "-")), str(case.get("quality_average", "-")),
-                         "ok" if ok else "FAILED"])
-    print(f"\n=== full diagnose, {args.minutes:g} min stereo 48 kHz WAV, one core ===")
-    print_table(["case", "wall s", "x-realtime", "peak RSS MB", "DNSMOS windows", "quality avg", "status"], rows)
-    full = out["cases"][0]
+        for prefix in variants.values():
+            run_measured(pin + prefix + ["diagnose", str(path), "--end", "20"], tmp, "warmup")
+        for rnd in range(args.rounds):
+            for name, cmd in cases:
+                for variant, prefix in variants.items():
+                    print(f"  round {rnd + 1}: {name}, {variant} ...", flush=True)
+                    case = _run_case(pin + prefix + cmd, tmp, f"{name}_{variant}".replace(" ", "_"), duration_s)
+                    case.update(case=name, variant=variant, round=rnd + 1)
+                    out["cases"].append(case)
+                    runs.setdefault((name, variant), []).append(case)
+    best = {k: min(v, key=lambda c: c["wall_s"] if c["ok"] else float("inf")) for k, v in runs.items()}
+    rows = []
+    for name, _ in cases:
+        for variant in variants:
+            c = best[(name, variant)]
+            rows.append([name, variant, f"{c['wall_s']:.1f}", f"{c['x_realtime']:.0f}", f"{c['peak_rss_mb']:.0f}",
+                         str(c.get("quality_scored_windows", "-")), str(c.get("quality_average", "-")),
+                         " ".join(f"{r['wall_s']:.1f}" for r in runs[(name, variant)]),
+                         "ok" if all(r["ok"] for r in runs[(name, variant)]) else "FAILED"])
+    print(f"\n=== full diagnose, {args.minutes:g} min stereo 48 kHz WAV, one core; fastest of {args.rounds} ===")
+    print_table(["case", "code", "wall s", "x-realtime", "peak RSS MB", "DNSMOS windows", "quality avg",
+                 "every round s", "status"], rows)
+    if "baseline" in variants:
+        print("\nbaseline / this tree, wall time (>1: this tree is faster):")
+        out["speedup"] = {}
+        for name, _ in cases:
+            per_round = [b["wall_s"] / a["wall_s"] for a, b in zip(runs[(name, "this tree")], runs[(name, "baseline")])]
+            fastest = best[(name, "baseline")]["wall_s"] / best[(name, "this tree")]["wall_s"]
+            out["speedup"][name] = {"fastest": fastest, "per_round": per_round}
+            print(f"  {name}: {fastest:.2f}x fastest against fastest; per round "
+                  + ", ".join(f"{r:.2f}x" for r in per_round) + f" (median {float(np.median(per_round)):.2f}x)")
+    full = best[(cases[0][0], "this tree")]
     if full["ok"]:
         print(f"\nspeech {full['speech_percentage']}%, music {full['music_percentage']}% "
               f"(the programme: 60% speech incl. 20% over music, 50% music incl. that 20%)")
-        for c in out["cases"][:-1]:
+        for name, _ in cases[:-1]:
+            c = best[(name, "this tree")]
             verdict = "meets" if c["ok"] and c["x_realtime"] >= TARGET_X_REALTIME else "misses"
-            print(f"  {c['case']}: {c['x_realtime']:.0f}x realtime [{verdict} target >= {TARGET_X_REALTIME:.0f}x]; "
+            print(f"  {name}: {c['x_realtime']:.0f}x realtime [{verdict} target >= {TARGET_X_REALTIME:.0f}x]; "
                   f"vs inaSpeechSegmenter's ~10x (not run): {c['x_realtime'] / 10:.0f}x")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

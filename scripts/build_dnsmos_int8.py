@@ -53,7 +53,8 @@ wheel does not use this CPU's AMX tiles for int8 (115 GMAC/s on a 4096^3 MatMulI
 VNNI rate; one AMX ``tdpbusd`` loop alone runs 1.7 TMAC/s here), and its profiler put 96 % of the
 int8 model's time in QLinearConv. OpenVINO's CPU plugin (oneDNN ``brgconv_avx512_amx_I8``
 kernels) runs the same quantised graph in QDQ form (its ONNX reader cannot take QOperator's
-per-channel QLinearConv) with the same MOS to 4 decimals on the selection set (mean |d| to the
+per-channel QLinearConv) with the same MOS to 4 decimals on 12 selection clips, within 0.003 on
+the 50 of benchmarks/eval_dnsmos_int8.py (and, on the selection set, mean |d| to the
 float model 0.021/0.027/0.019, max 0.080/0.082/0.048, as in onnxruntime) at 55-79 ms a clip
 against 180-195 ms for onnxruntime in the same run. Its profile then showed the first Conv
 (one input channel) at 15-16 ms of ~65: oneDNN pads the input channels of an int8 Conv to a

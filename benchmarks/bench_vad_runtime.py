@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Silero VAD as the analyzer runs it (its 8 kHz network in OpenVINO) against the shipped graph in
+onnxruntime: speed and agreement on the same audio.
+
+Ten minutes of 16 kHz material (the DNSMOS selection clips of :mod:`benchmarks.dnsmos_material`,
+repeated: espeak-ng/flite speech, clean and noisy, music, speech over music) go through
+:class:`audiolib.speech.VoiceActivity` (its batched rows) once with each session, the two in turn,
+``--rounds`` times, on one thread. Printed: seconds per hour of audio (median of the rounds) and
+the ratio; the largest difference of the per-frame probabilities and how many speech decisions
+(probability >= 0.5) differ. Timings are printed, never asserted.
+
+    taskset -c 1 .venv/bin/python -m benchmarks.bench_vad_runtime [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import audiolib.speech as speech
+from benchmarks import dnsmos_material
+
+SECONDS = 600.0
+PUSH_S = 10.0
+
+
+class _ShippedGraph:
+    """The whole Silero graph in onnxruntime, called as the analyzer calls its 8 kHz session."""
+
+    def __init__(self) -> None:
+        self._session = speech.onnx_session(speech.silero_vad_path())
+
+    def run(self, output_names, feeds):
+        return self._session.run(output_names, {**feeds, "sr": np.array(speech.MODEL_RATE_HZ, np.int64)})
+
+
+def _probabilities(session, audio: np.ndarray) -> tuple[np.ndarray, float]:
+    saved = speech._session
+    speech._session = lambda: session  # VoiceActivity looks its session up here
+    try:
+        vad = speech.VoiceActivity()
+        t0 = time.perf_counter()
+        step = int(PUSH_S * speech.INPUT_RATE_HZ)
+        for i in range(0, audio.size, step):
+            vad.push(audio[i:i + step])
+        return vad.probabilities(), time.perf_counter() - t0
+    finally:
+        speech._session = saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    clips = [c.audio for c in dnsmos_material.clips("selection")]
+    n = int(SECONDS * speech.INPUT_RATE_HZ)
+    audio = np.resize(np.concatenate(clips), n).astype(np.float32)
+    sessions = {"OpenVINO, 8 kHz network (analyzer)": speech._session(), "onnxruntime, shipped graph": _ShippedGraph()}
+    seconds: dict[str, list[float]] = {k: [] for k in sessions}
+    probs: dict[str, np.ndarray] = {}
+    for _ in range(args.rounds):
+        for name, session in sessions.items():
+            probs[name], dt = _probabilities(session, audio)
+            seconds[name].append(dt)
+    per_hour = {k: float(np.median(v)) * 3600.0 / SECONDS for k, v in seconds.items()}
+    (a, pa), (b, pb) = probs.items()
+    print(f"Silero VAD on {SECONDS / 60:g} min of speech, music and noise, one thread, {args.rounds} rounds in turn:")
+    for k, v in per_hour.items():
+        print(f"  {k:36} {v:6.2f} s per hour of audio (every round: "
+              + ", ".join(f"{x * 3600.0 / SECONDS:.2f}" for x in seconds[k]) + ")")
+    print(f"  ratio: {per_hour[b] / per_hour[a]:.2f}x; probabilities differ by at most {np.abs(pa - pb).max():.1e}; "
+          f"speech decisions differ on {int(((pa >= 0.5) != (pb >= 0.5)).sum())} of {pa.size} frames")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
