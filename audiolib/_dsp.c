@@ -242,11 +242,16 @@ int64_t aq_transitions(const float *x, int64_t nch, int64_t n, int64_t stride, f
 #define C_MEAN(i) mean_below(x, nch, stride, (i), thr, inv)
 #define C_AT(i) (fabsf(x[(i)]) >= thr)
 #define C_OVER(i) (fabsf(x[(i)]) > thr)
-    if (mode == 0 && nch == 1) AQ_TRANSITION_LOOP(C_ONE);
-    else if (mode == 0) AQ_TRANSITION_LOOP(C_ALL);
-    else if (mode == 1) AQ_TRANSITION_LOOP(C_MEAN);
-    else if (mode == 2) AQ_TRANSITION_LOOP(C_AT);
-    else AQ_TRANSITION_LOOP(C_OVER);
+/* LOOP specialised for the condition of `mode` (one compiled loop per condition). */
+#define AQ_BY_MODE(LOOP)                                    \
+    do {                                                    \
+        if (mode == 0 && nch == 1) LOOP(C_ONE);             \
+        else if (mode == 0) LOOP(C_ALL);                    \
+        else if (mode == 1) LOOP(C_MEAN);                   \
+        else if (mode == 2) LOOP(C_AT);                     \
+        else LOOP(C_OVER);                                  \
+    } while (0)
+    AQ_BY_MODE(AQ_TRANSITION_LOOP);
     return count;
 }
 
@@ -298,11 +303,7 @@ int64_t aq_long_runs(const float *x, int64_t nch, int64_t n, int64_t stride, flo
     int64_t count = 0;
     const float inv = 1.0f / (float)nch;
     if (n <= 0) { *first = *last = 0; return 0; }
-    if (mode == 0 && nch == 1) AQ_LONG_RUNS(C_ONE);
-    else if (mode == 0) AQ_LONG_RUNS(C_ALL);
-    else if (mode == 1) AQ_LONG_RUNS(C_MEAN);
-    else if (mode == 2) AQ_LONG_RUNS(C_AT);
-    else AQ_LONG_RUNS(C_OVER);
+    AQ_BY_MODE(AQ_LONG_RUNS);
     return count;
 }
 
