@@ -12,9 +12,9 @@ How it is run
   of the 16 kHz one (measured with onnxruntime 1.32 on one core: 540x against 330x realtime).
   Speech detection needs only the telephone band.
 - Runtime: the 8 kHz network, cut out of the shipped graph unchanged (:func:`silero_vad_8k_model`),
-  runs in OpenVINO's CPU plugin, 1.65x faster than the whole graph in onnxruntime (a batched
-  call of 32 rows: ~1.2 against ~2.0 ms; 10 minutes of speech: 5.2 against 8.6 s an hour), with
-  probabilities within 4e-6 of onnxruntime's and the same decisions (tests compare the two).
+  runs in OpenVINO's CPU plugin, 1.6x faster than the whole graph in onnxruntime
+  (``benchmarks/bench_vad_runtime.py``: 6.0 against 9.6 s an hour of audio), with probabilities
+  within 4e-6 of onnxruntime's and the same decisions (tests compare the two).
 - Batched: the model is recurrent, so consecutive frames are one sequence; run one frame per call
   it manages ~200x realtime, too slow for a full diagnose at >= 100x. The stream is therefore cut
   into rows of :data:`ROW_FRAMES` frames (8 s), :data:`ROWS` rows per model call, each row run
