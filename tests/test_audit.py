@@ -299,6 +299,7 @@ def test_finished_batches_are_freed_during_the_run(prefect_api, tmp_path, monkey
     before the next is consumed.  Without the per-batch collection in the submit loop Prefect's
     futures sit in reference cycles until a full GC, which a process this size rarely runs."""
     import gc
+    import weakref
 
     from prefect.futures import PrefectConcurrentFuture
 
@@ -308,13 +309,24 @@ def test_finished_batches_are_freed_during_the_run(prefect_api, tmp_path, monkey
     media.mkdir()
     for i in range(40):
         (media / f"e{i:02d}.wav").write_bytes(b"")  # instant error rows: 40 batches of one
+    # Futures not yet destroyed (a future in an uncollected cycle stays here), counted through weak
+    # references: scanning gc.get_objects() from this thread could catch a tuple that Prefect's
+    # submitting thread is still building, and that tuple's resize then fails with SystemError.
+    futures: weakref.WeakSet = weakref.WeakSet()
+    init = PrefectConcurrentFuture.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        futures.add(self)
+
     alive: list[int] = []
     add = audit_module._PartWriter.add
 
     def counting_add(self, rows):
-        alive.append(sum(isinstance(o, PrefectConcurrentFuture) for o in gc.get_objects()))
+        alive.append(len(futures))
         add(self, rows)
 
+    monkeypatch.setattr(PrefectConcurrentFuture, "__init__", tracking_init)
     monkeypatch.setattr(audit_module._PartWriter, "add", counting_add)
     summary = audit_module.run_audit(str(media), str(tmp_path / "r"), workers=2, batch_size=1, max_in_flight=4,
                                      run_id="gc")
