@@ -85,16 +85,23 @@ class OpenVinoSession:
     def __init__(self, model: str | bytes) -> None:
         """``model``: an ONNX file's path, or an ONNX model serialised to bytes."""
         import io
+        import threading
 
         import openvino
 
         core = openvino.Core()
         source = io.BytesIO(model) if isinstance(model, bytes) else str(model)
         self._model = core.compile_model(core.read_model(source), "CPU", dict(self.CONFIG))
-        self._request = self._model.create_infer_request()
+        # An infer request runs one inference at a time; the compiled model is shared. One request
+        # per thread keeps the session as safe to call from several threads as onnxruntime's
+        # (a Dask worker with several threads runs several diagnoses in one process).
+        self._local = threading.local()
 
     def run(self, output_names: Sequence[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = self._request.infer(feeds)
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._model.create_infer_request()
+        result = request.infer(feeds)
         outputs = self._model.outputs if output_names is None else [self._model.output(n) for n in output_names]
         return [np.array(result[o]) for o in outputs]
 

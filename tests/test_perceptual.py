@@ -136,6 +136,19 @@ def test_int8_model_same_in_openvino_and_onnxruntime():
         dnsmos_session(DNSMOS_INT8_PATH, "tensorflow")
 
 
+def test_openvino_session_from_several_threads():
+    """One cached session, several threads at once (a Dask worker with several threads): each
+    gets the scores it would get alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clips = _noisy_speech_clips()
+    alone = [dnsmos_p835(clips[i:i + 1]) for i in range(len(clips))]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: dnsmos_p835(clips[i:i + 1]), [0, 1, 2, 3] * 3))
+    for k, got in enumerate(together):
+        assert np.array_equal(got, alone[k % 4]), k
+
+
 def _build_script():
     import importlib.util
 
