@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+from typing import Any
 
 import numpy as np
 
@@ -106,11 +107,17 @@ def transitions(x: np.ndarray, threshold: float, mode: int) -> tuple[np.ndarray,
     first, last : bool
         The condition at the first and the last sample.
     """
+    return _edges(_lib.aq_transitions, x, threshold, mode)
+
+
+def _edges(kernel: Any, x: np.ndarray, threshold: float, mode: int, *extra: int) -> tuple[np.ndarray, bool, bool]:
+    """Call an edge kernel of ``_dsp.c`` (``aq_transitions``, ``aq_long_runs``): the condition's
+    change indices and its value at the block's first and last sample."""
     nch, n = x.shape
-    out = np.empty(max(n - 1, 1), np.int64)
+    out = np.empty(max(n, 1), np.int64)
     first = ctypes.c_int8(0)
     last = ctypes.c_int8(0)
-    count = _lib.aq_transitions(x, nch, n, n, threshold, mode, ctypes.byref(first), ctypes.byref(last), out)
+    count = kernel(x, nch, n, n, threshold, mode, *extra, ctypes.byref(first), ctypes.byref(last), out)
     return out[:count], bool(first.value), bool(last.value)
 
 
@@ -120,9 +127,4 @@ def long_runs(x: np.ndarray, threshold: float, mode: int, min_len: int) -> tuple
     run inside the block counts as not meeting it. What a :class:`audiolib.runs.RunTracker` with
     ``min_samples = min_len`` keeps is the same; the kernel probes every ``min_len``-th sample
     instead of scanning them all where no long run is (see ``aq_long_runs`` in ``_dsp.c``)."""
-    nch, n = x.shape
-    out = np.empty(max(n, 1), np.int64)
-    first = ctypes.c_int8(0)
-    last = ctypes.c_int8(0)
-    count = _lib.aq_long_runs(x, nch, n, n, threshold, mode, int(min_len), ctypes.byref(first), ctypes.byref(last), out)
-    return out[:count], bool(first.value), bool(last.value)
+    return _edges(_lib.aq_long_runs, x, threshold, mode, int(min_len))

@@ -135,11 +135,10 @@ class ClippingDetector:
     def push(self, block: np.ndarray) -> None:
         """Add a float32 ``(channels, frames)`` block."""
         x = np.ascontiguousarray(block, dtype=np.float32)
-        n = x.shape[1]
         for c in range(x.shape[0]):
             row = x[c:c + 1]
-            self._runs[c].push_edges(*_kernels.transitions(row, float(self.threshold), _kernels.AT_OR_ABOVE), n)
-            self._over[c].push_edges(*_kernels.transitions(row, 1.0, _kernels.ABOVE), n)
+            self._runs[c].push_condition(row, float(self.threshold), _kernels.AT_OR_ABOVE)
+            self._over[c].push_condition(row, 1.0, _kernels.ABOVE)
 
     def result(self) -> ClippingResult:
         """Finish and merge the runs of all channels into sections."""

@@ -12,6 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from . import _kernels
+
+#: Shortest run from which :meth:`RunTracker.push_condition` probes every ``min_samples``-th sample
+#: (``_kernels.long_runs``) instead of scanning them all (``_kernels.transitions``, vectorised where
+#: nothing changes): below it the probes save little and cost their branches (clipping's 3-sample
+#: runs: 0.47 against 0.36 s an hour per channel, measured).
+PROBE_MIN_SAMPLES = 64
+
 
 @dataclass(frozen=True)
 class ChannelSection:
@@ -57,6 +65,16 @@ class RunTracker:
         m = mask.view(np.int8) if mask.dtype == np.bool_ else mask.astype(np.int8)
         edges = np.flatnonzero(np.diff(m)) + 1
         self.push_edges(edges, bool(m[0]), bool(m[-1]), mask.shape[0])
+
+    def push_condition(self, x: np.ndarray, threshold: float, mode: int) -> None:
+        """Add the next block as samples, ``(channels, n)`` float32 C-contiguous, and a per-sample
+        condition (one of ``_kernels``' modes against ``threshold``). Only what this tracker keeps
+        is found: with long runs, the runs of at least ``min_samples`` (and those open at an edge)."""
+        if self.min_samples >= PROBE_MIN_SAMPLES:
+            found = _kernels.long_runs(x, threshold, mode, self.min_samples)
+        else:
+            found = _kernels.transitions(x, threshold, mode)
+        self.push_edges(*found, x.shape[1])
 
     def push_edges(self, edges: np.ndarray, first: bool, last: bool, n: int) -> None:
         """Add the next block of ``n`` samples, given as the indices where the condition

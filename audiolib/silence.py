@@ -180,17 +180,14 @@ class SilenceDetector:
     def push(self, block: np.ndarray) -> None:
         """Add a float32 ``(channels, frames)`` block."""
         x = np.ascontiguousarray(block, dtype=np.float32)
-        n = x.shape[1]
         thr = float(self._threshold)  # FFmpeg: *p < noise && *p > -noise
         mode = _kernels.MEAN_BELOW if self.mono else _kernels.ALL_BELOW
-        # only the runs the trackers keep (at least min_samples long, or open at a block edge)
-        self._all.push_edges(*_kernels.long_runs(x, thr, mode, self._all.min_samples), n)
+        self._all.push_condition(x, thr, mode)
         for c in range(x.shape[0]):
             if not self._loud_seen[c]:  # whether the channel was ever loud: once seen, settled
                 self._loud_seen[c] = not bool(np.all(np.abs(x[c]) < thr))
             if not self.mono:
-                tracker = self._per_channel[c]
-                tracker.push_edges(*_kernels.long_runs(x[c:c + 1], thr, _kernels.ALL_BELOW, tracker.min_samples), n)
+                self._per_channel[c].push_condition(x[c:c + 1], thr, _kernels.ALL_BELOW)
 
     def _intervals(self, tracker: RunTracker) -> tuple[SilenceInterval, ...]:
         runs = tracker.runs()
