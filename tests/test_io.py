@@ -8,6 +8,7 @@ import threading
 import wave
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -300,8 +301,9 @@ def test_samples_script_output_is_decodable(tmp_path):
 
 
 def test_wav_open_uses_a_short_probe_and_still_finds_a_hidden_bitstream(tmp_path, media):
-    """16-bit WAVs are opened with a short probe (io.WAV_PROBE_BYTES); FFmpeg still recognises a
-    DTS bitstream stored as PCM in a WAV, the thing its long payload probe is there for."""
+    """16-bit WAVs are opened with a short probe (io.WAV_PROBE_BYTES) and read in 64 KiB packets
+    (io.WAV_PACKET_BYTES); FFmpeg still recognises a DTS bitstream stored as PCM in a WAV, the thing
+    its long payload probe is there for, and the PCM decodes to the same samples."""
     dts = tmp_path / "raw.dts"
     run_ffmpeg("-f", "lavfi", "-i", "sine=f=440:d=3:r=48000", "-ac", "2", "-c:a", "dca", "-strict", "-2",
                "-f", "dts", str(dts))
@@ -311,8 +313,20 @@ def test_wav_open_uses_a_short_probe_and_still_finds_a_hidden_bitstream(tmp_path
         w.setsampwidth(2)
         w.setframerate(48000)
         w.writeframes(dts.read_bytes())
-    assert io._open_options(str(wav)) == {"probesize": str(io.WAV_PROBE_BYTES)}
+    assert io._open_options(str(wav)) == {"probesize": str(io.WAV_PROBE_BYTES), "max_size": str(io.WAV_PACKET_BYTES)}
     assert io.probe(str(wav)).audio.codec == "dca"
+    pcm = tmp_path / "long.wav"  # 3 s of stereo 16-bit: 576,000 bytes, more than one packet
+    samples = (np.random.default_rng(3).integers(-32768, 32767, (144000, 2))).astype("<i2")
+    with wave.open(str(pcm), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(samples.tobytes())
+    with av.open(str(pcm), options=io._open_options(str(pcm))) as c:
+        assert next(c.demux(c.streams.audio[0])).size == io.WAV_PACKET_BYTES  # FFmpeg took the option
+    with io.stream(str(pcm)) as s:
+        decoded = np.concatenate(list(s), axis=1)
+    assert np.array_equal(decoded, samples.T.astype(np.float32) / 32768.0)
     assert io.probe(str(media["s16.wav"])).audio.codec == "pcm_s16le"
     for other in ("s24.flac", "a.mp3", "a.m4a", "a.mkv"):
         assert io._open_options(str(media[other])) == {}, other
