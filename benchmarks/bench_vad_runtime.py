@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Silero VAD as the analyzer runs it (its 8 kHz sequence network in OpenVINO, a chunk of 8192 frames
+"""Silero VAD as the analyzer runs it (its 8 kHz sequence network in OpenVINO, a chunk of 1024 frames
 per call) against the shipped graph in onnxruntime called once per frame, as Silero's own loop
 runs it: speed and agreement on the same audio, through the same streaming VoiceActivity.
 
