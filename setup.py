@@ -24,7 +24,7 @@ setup(
         Extension(
             "audiolib._dsp",
             sources=["audiolib/_dsp.c"],
-            extra_compile_args=["-O3", "-fno-math-errno", "-std=c99"],
+            extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=fast", "-std=c99"],
         )
     ],
 )

@@ -9,6 +9,21 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+
+/*
+ * The hot loops are compiled for three x86-64 levels (baseline, v3 = AVX2 + FMA, v4 = AVX-512)
+ * and the best one the CPU has is picked when the library loads (GCC's target_clones, an ifunc):
+ * the wheel or editable build stays portable, and the true-peak interpolator runs 16 lanes wide
+ * where it can. With -ffp-contract=fast (setup.py) the v3/v4 clones fuse multiply-adds, which
+ * changes results in the last bits only (1e-16 relative), and shortens the K-weighting's
+ * recursion. Elsewhere (other compilers, other CPUs) the loops are compiled once, as before.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && __GNUC__ >= 11
+#define AQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define AQ_CLONES
+#endif
 
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
@@ -20,14 +35,20 @@
 #define AQ_FTZ_RESTORE
 #endif
 
-/* One K-weighting step (two biquads, transposed direct form II) of one channel. */
-#define AQ_KSTEP(v, y2, s10, s11, s20, s21)                 \
+typedef double aq_v2d __attribute__((vector_size(16)));
+
+/* One K-weighting step (two biquads, transposed direct form II) of one channel (T double) or of
+ * two (T aq_v2d). */
+/* The parts that do not depend on this sample's outputs are added first ((b11 v + s11) - a11 y1),
+ * so the recursion s10 -> y1 -> s10 is one add and one multiply-subtract long (fused where the
+ * CPU has FMA): the loop is bound by that latency, not by its arithmetic. */
+#define AQ_KSTEP(T, v, y2, s10, s11, s20, s21)              \
     do {                                                    \
-        const double y1_ = b10 * (v) + s10;                 \
-        s10 = b11 * (v) - a11 * y1_ + s11;                  \
+        const T y1_ = b10 * (v) + s10;                      \
+        s10 = (b11 * (v) + s11) - a11 * y1_;                \
         s11 = b12 * (v) - a12 * y1_;                        \
         y2 = b20 * y1_ + s20;                               \
-        s20 = b21 * y1_ - a21 * y2 + s21;                   \
+        s20 = (b21 * y1_ + s21) - a21 * y2;                 \
         s21 = b22 * y1_ - a22 * y2;                         \
     } while (0)
 
@@ -35,11 +56,12 @@
  * K-weight every channel (BS.1770-4 Annex 1: two biquads, float64) and accumulate the
  * channel-weighted power sum_i G_i * y_i[n]^2 into out[n] (BS.1770-4 eq. 2 before the mean).
  * x: channels x n float32, row stride `stride` samples. sos: 2 x 6. state: channels x 2 x 2.
- * Channels are filtered two at a time (the recursions are latency-bound, two chains overlap).
+ * Channels are filtered two at a time, as the two lanes of a vector (GCC's vector extensions:
+ * SSE2 on any x86-64), so one instruction stream filters both.
  * Subnormal numbers are flushed to zero while it runs: after sound stops the filter state decays
  * into them, and they made every later sample ~35x slower (they are below -600 dB).
  */
-int aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, const double *sos,
+AQ_CLONES int aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, const double *sos,
                        double *state, const double *weights, double *out)
 {
     AQ_FTZ_SAVE
@@ -53,21 +75,21 @@ int aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, c
         if (weights[c] != 0.0) active[na++] = c;
     }
     for (int64_t k = 0; k + 1 < na; k += 2) {
+        /* two channels as the two lanes of one vector: every operation filters both */
         const int64_t c = active[k], d = active[k + 1];
-        const double gc = weights[c], gd = weights[d];
+        const aq_v2d g = {weights[c], weights[d]};
         const float *xc = x + c * stride, *xd = x + d * stride;
         double *sc = state + 4 * c, *sd = state + 4 * d;
-        double c10 = sc[0], c11 = sc[1], c20 = sc[2], c21 = sc[3];
-        double d10 = sd[0], d11 = sd[1], d20 = sd[2], d21 = sd[3];
+        aq_v2d s10 = {sc[0], sd[0]}, s11 = {sc[1], sd[1]}, s20 = {sc[2], sd[2]}, s21 = {sc[3], sd[3]};
         for (int64_t i = 0; i < n; i++) {
-            double yc, yd;
-            const double vc = (double)xc[i], vd = (double)xd[i];
-            AQ_KSTEP(vc, yc, c10, c11, c20, c21);
-            AQ_KSTEP(vd, yd, d10, d11, d20, d21);
-            out[i] += gc * yc * yc + gd * yd * yd;
+            aq_v2d y;
+            const aq_v2d v = {(double)xc[i], (double)xd[i]};
+            AQ_KSTEP(aq_v2d, v, y, s10, s11, s20, s21);
+            const aq_v2d q = g * y * y;
+            out[i] += q[0] + q[1];
         }
-        sc[0] = c10; sc[1] = c11; sc[2] = c20; sc[3] = c21;
-        sd[0] = d10; sd[1] = d11; sd[2] = d20; sd[3] = d21;
+        sc[0] = s10[0]; sc[1] = s11[0]; sc[2] = s20[0]; sc[3] = s21[0];
+        sd[0] = s10[1]; sd[1] = s11[1]; sd[2] = s20[1]; sd[3] = s21[1];
     }
     if (na % 2 == 1) {
         const int64_t c = active[na - 1];
@@ -78,7 +100,7 @@ int aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, c
         for (int64_t i = 0; i < n; i++) {
             double y;
             const double v = (double)xc[i];
-            AQ_KSTEP(v, y, s10, s11, s20, s21);
+            AQ_KSTEP(double, v, y, s10, s11, s20, s21);
             out[i] += g * y * y;
         }
         st[0] = s10; st[1] = s11; st[2] = s20; st[3] = s21;
@@ -88,25 +110,35 @@ int aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t stride, c
     return 0;
 }
 
-/* max |sum_k taps[p][k] * x[i + k]| over the 4 phases and lo <= i < hi (12 taps per phase). */
-static float phase_max(const float *x, int64_t lo, int64_t hi, const float *taps, int64_t nph)
+/* max |sum_k taps[p][k] * x[i + k]| over the 4 phases and lo <= i < hi (12 taps per phase).
+ * The maximum is taken over the bit patterns of the absolute values (for finite floats >= 0 their
+ * order as unsigned integers is their numeric order; the callers pass finite samples), which the
+ * compiler vectorises across i, where a float maximum it would not. */
+static inline float aq_abs_bits_max_to_float(uint32_t bits)
 {
-    float m = 0.0f;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+AQ_CLONES static float phase_max(const float *x, int64_t lo, int64_t hi, const float *taps, int64_t nph)
+{
+    uint32_t m = 0;
     for (int64_t p = 0; p < nph; p++) {
         const float *h = taps + 12 * p;
         const float h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3], h4 = h[4], h5 = h[5];
         const float h6 = h[6], h7 = h[7], h8 = h[8], h9 = h[9], h10 = h[10], h11 = h[11];
-        float pm = 0.0f;
         for (int64_t i = lo; i < hi; i++) {
             const float *s = x + i;
-            float acc = s[0] * h0 + s[1] * h1 + s[2] * h2 + s[3] * h3 + s[4] * h4 + s[5] * h5
-                      + s[6] * h6 + s[7] * h7 + s[8] * h8 + s[9] * h9 + s[10] * h10 + s[11] * h11;
-            acc = fabsf(acc);
-            pm = acc > pm ? acc : pm;
+            const float acc = s[0] * h0 + s[1] * h1 + s[2] * h2 + s[3] * h3 + s[4] * h4 + s[5] * h5
+                            + s[6] * h6 + s[7] * h7 + s[8] * h8 + s[9] * h9 + s[10] * h10 + s[11] * h11;
+            uint32_t bits;
+            memcpy(&bits, &acc, sizeof bits);
+            bits &= 0x7fffffffu;
+            m = bits > m ? bits : m;
         }
-        m = pm > m ? pm : m;
     }
-    return m;
+    return aq_abs_bits_max_to_float(m);
 }
 
 typedef struct { float peak; int64_t index; } chunk_peak;
@@ -158,30 +190,40 @@ float aq_true_peak_max(const float *x, int64_t n, const float *taps, int64_t nph
 }
 
 /*
- * Track the largest sum of w consecutive values of a stream, at every sample. state is
- * [position, samples seen, running sum, best sum], updated in place with ring (the last window).
- * The running sum is recomputed exactly each time the ring wraps, so rounding cannot drift.
+ * Track the largest sum of wa and of wb consecutive values of a stream (the momentary and
+ * short-term windows), at every sample, in one pass over it. Each window has its state
+ * [position, samples seen, running sum, best sum] (updated in place) and ring (its last window).
+ * A running sum is recomputed exactly each time its ring wraps, so rounding cannot drift. The two
+ * running sums are independent chains of additions, so one loop runs both in the latency of one.
  */
-void aq_sliding_sum_max(const double *power, int64_t n, double *ring, int64_t w, double *state)
+#define AQ_WINDOW_STEP(p, ring, w, pos, s)                              \
+    do {                                                                \
+        s += (p) - ring[pos];                                           \
+        ring[pos] = (p);                                                \
+        if (++pos == w) {                                               \
+            pos = 0;                                                    \
+            double t_ = 0.0;                                            \
+            for (int64_t j = 0; j < w; j++) t_ += ring[j];              \
+            s = t_;                                                     \
+        }                                                               \
+    } while (0)
+
+void aq_sliding_sum_max2(const double *power, int64_t n, double *ring_a, int64_t wa, double *state_a,
+                         double *ring_b, int64_t wb, double *state_b)
 {
-    int64_t pos = (int64_t)state[0];
-    double seen = state[1], s = state[2], best = state[3];
+    int64_t pa = (int64_t)state_a[0], pb = (int64_t)state_b[0];
+    double seen = state_a[1], sa = state_a[2], best_a = state_a[3], sb = state_b[2], best_b = state_b[3];
+    const double fa = (double)wa, fb = (double)wb;
     for (int64_t i = 0; i < n; i++) {
         const double p = power[i];
-        s += p - ring[pos];
-        ring[pos] = p;
-        if (++pos == w) {
-            pos = 0;
-            s = 0.0;
-            for (int64_t j = 0; j < w; j++) s += ring[j];
-        }
+        AQ_WINDOW_STEP(p, ring_a, wa, pa, sa);
+        AQ_WINDOW_STEP(p, ring_b, wb, pb, sb);
         seen += 1.0;
-        if (seen >= (double)w && s > best) best = s;
+        if (seen >= fa && sa > best_a) best_a = sa;
+        if (seen >= fb && sb > best_b) best_b = sb;
     }
-    state[0] = (double)pos;
-    state[1] = seen;
-    state[2] = s;
-    state[3] = best;
+    state_a[0] = (double)pa; state_a[1] = seen; state_a[2] = sa; state_a[3] = best_a;
+    state_b[0] = (double)pb; state_b[1] = seen; state_b[2] = sb; state_b[3] = best_b;
 }
 
 /*

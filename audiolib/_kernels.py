@@ -36,8 +36,8 @@ _lib.aq_long_runs.argtypes = [_f32, _i64, _i64, _i64, ctypes.c_float, ctypes.c_i
                               ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int8),
                               np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")]
 _lib.aq_long_runs.restype = _i64
-_lib.aq_sliding_sum_max.argtypes = [_f64, _i64, _f64, _i64, _f64]
-_lib.aq_sliding_sum_max.restype = None
+_lib.aq_sliding_sum_max2.argtypes = [_f64, _i64, _f64, _i64, _f64, _f64, _i64, _f64]
+_lib.aq_sliding_sum_max2.restype = None
 
 
 def kweighted_power(x: np.ndarray, sos: np.ndarray, state: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -77,12 +77,14 @@ def true_peak_max(x: np.ndarray, taps: np.ndarray, bound_gain: float, floor: flo
     return float(result)
 
 
-def sliding_sum_max(power: np.ndarray, ring: np.ndarray, state: np.ndarray) -> None:
-    """Track the largest sum of ``len(ring)`` consecutive values of a stream, at every sample.
+def sliding_sum_max2(power: np.ndarray, ring_a: np.ndarray, state_a: np.ndarray, ring_b: np.ndarray,
+                     state_b: np.ndarray) -> None:
+    """Track the largest sum of ``len(ring_a)`` and of ``len(ring_b)`` consecutive values of a
+    stream, at every sample, in one pass (both windows share the samples seen).
 
-    ``state`` is ``[position, samples seen, running sum, best sum]`` (float64), updated in place.
+    Each ``state`` is ``[position, samples seen, running sum, best sum]`` (float64), updated in place.
     """
-    _lib.aq_sliding_sum_max(power, power.shape[0], ring, ring.shape[0], state)
+    _lib.aq_sliding_sum_max2(power, power.shape[0], ring_a, ring_a.shape[0], state_a, ring_b, ring_b.shape[0], state_b)
 
 
 #: Conditions of :func:`transitions`.

@@ -311,8 +311,7 @@ class LoudnessMeter:
         self._sample_peak = max(self._sample_peak, peak)
         power = _kernels.kweighted_power(x, self._sos, self._state, self._weights)
         self._accumulate_steps(power)
-        _kernels.sliding_sum_max(power, self._m_ring, self._m_state)
-        _kernels.sliding_sum_max(power, self._s_ring, self._s_state)
+        _kernels.sliding_sum_max2(power, self._m_ring, self._m_state, self._s_ring, self._s_state)
         if self._do_true_peak:
             self._push_true_peak(x)
         self._frames += n
