@@ -190,6 +190,48 @@ float aq_true_peak_max(const float *x, int64_t n, const float *taps, int64_t nph
 }
 
 /*
+ * Second-order sections in float32 (transposed direct form II, a0 = 1; the form and precision of
+ * scipy.signal.sosfilt on float32 input): x (n samples) through nsec sections sos (nsec x 6,
+ * [b0 b1 b2 1 a1 a2]) into out, zi (nsec x 2) the state, updated in place. Sample by sample, every
+ * section in turn; the sections' recursions overlap. Subnormals are flushed while it runs (the
+ * state of a filter fed digital silence decays into them).
+ */
+AQ_CLONES void aq_sosfilt_f32(const float *x, int64_t n, const float *sos, int64_t nsec, float *zi, float *out)
+{
+    AQ_FTZ_SAVE
+    if (nsec == 2) { /* the common case, unrolled: both sections in registers */
+        const float b00 = sos[0], b01 = sos[1], b02 = sos[2], a01 = sos[4], a02 = sos[5];
+        const float b10 = sos[6], b11 = sos[7], b12 = sos[8], a11 = sos[10], a12 = sos[11];
+        float z00 = zi[0], z01 = zi[1], z10 = zi[2], z11 = zi[3];
+        for (int64_t i = 0; i < n; i++) {
+            const float v = x[i];
+            const float y0 = b00 * v + z00;
+            z00 = (b01 * v + z01) - a01 * y0;
+            z01 = b02 * v - a02 * y0;
+            const float y1 = b10 * y0 + z10;
+            z10 = (b11 * y0 + z11) - a11 * y1;
+            z11 = b12 * y0 - a12 * y1;
+            out[i] = y1;
+        }
+        zi[0] = z00; zi[1] = z01; zi[2] = z10; zi[3] = z11;
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            float v = x[i];
+            for (int64_t s = 0; s < nsec; s++) {
+                const float *c = sos + 6 * s;
+                float *z = zi + 2 * s;
+                const float y = c[0] * v + z[0];
+                z[0] = (c[1] * v + z[1]) - c[4] * y;
+                z[1] = c[2] * v - c[5] * y;
+                v = y;
+            }
+            out[i] = v;
+        }
+    }
+    AQ_FTZ_RESTORE
+}
+
+/*
  * Track the largest sum of wa and of wb consecutive values of a stream (the momentary and
  * short-term windows), at every sample, in one pass over it. Each window has its state
  * [position, samples seen, running sum, best sum] (updated in place) and ring (its last window).

@@ -36,6 +36,8 @@ _lib.aq_long_runs.argtypes = [_f32, _i64, _i64, _i64, ctypes.c_float, ctypes.c_i
                               ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int8),
                               np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")]
 _lib.aq_long_runs.restype = _i64
+_lib.aq_sosfilt_f32.argtypes = [_f32, _i64, _f32, _i64, _f32, _f32]
+_lib.aq_sosfilt_f32.restype = None
 _lib.aq_sliding_sum_max2.argtypes = [_f64, _i64, _f64, _i64, _f64, _f64, _i64, _f64]
 _lib.aq_sliding_sum_max2.restype = None
 
@@ -75,6 +77,17 @@ def true_peak_max(x: np.ndarray, taps: np.ndarray, bound_gain: float, floor: flo
     if result < 0:
         raise MemoryError("true-peak kernel could not allocate its chunk table")
     return float(result)
+
+
+def sosfilt_f32(x: np.ndarray, sos: np.ndarray, zi: np.ndarray) -> np.ndarray:
+    """``x`` (1-D float32) through the second-order sections ``sos`` (n, 6; a0 = 1) in float32;
+    ``zi`` (n, 2) float32, C-contiguous, is the state, updated in place."""
+    if zi.dtype != np.float32 or not zi.flags.c_contiguous or zi.shape != (sos.shape[0], 2):
+        raise AudioQCError(f"sosfilt state must be C-contiguous float32 of shape ({sos.shape[0]}, 2)")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    _lib.aq_sosfilt_f32(x, x.shape[0], np.ascontiguousarray(sos, dtype=np.float32), sos.shape[0], zi, out)
+    return out
 
 
 def sliding_sum_max2(power: np.ndarray, ring_a: np.ndarray, state_a: np.ndarray, ring_b: np.ndarray,

@@ -79,7 +79,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 import scipy.ndimage
-import scipy.signal
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import InvalidParameter
@@ -167,7 +166,8 @@ class MusicDetector:
         if sample_rate_hz != SAMPLE_RATE_HZ:
             raise InvalidParameter(f"sample_rate_hz={sample_rate_hz!r}: MusicDetector takes {SAMPLE_RATE_HZ} Hz mono")
         self.sample_rate_hz = sample_rate_hz
-        self._window = scipy.signal.get_window("hann", FRAME_LEN).astype(np.float32)
+        # periodic Hann window (scipy.signal.get_window("hann", FRAME_LEN), without importing scipy.signal)
+        self._window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(FRAME_LEN) / FRAME_LEN)).astype(np.float32)
         self._pending = np.zeros(0, np.float32)
         self._n_samples = 0
         self._state = _initial_state()

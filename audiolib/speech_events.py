@@ -115,9 +115,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.signal
 
 from .errors import InvalidParameter
+from .iir import butter_sos, sosfilt
 from .technical import _number
 
 __all__ = [
@@ -262,11 +262,10 @@ class SpeechEventDetector:
             (HF_LOW_HZ, hf_top) if hf_top >= HF_MIN_TOP_HZ else None)
         sub_rate = rate / self._sub
         # float32 throughout: at ~2 kHz the 20 Hz poles sit at radius 0.956, far from 1
-        self._sos_infra = scipy.signal.butter(
-            INFRA_ORDER, INFRA_HZ, "lowpass", fs=sub_rate, output="sos").astype(np.float32)
+        self._sos_infra = butter_sos(INFRA_ORDER, INFRA_HZ, "lowpass", sub_rate).astype(np.float32)
         self._sos_lf = np.concatenate([
-            scipy.signal.butter(HIGHPASS_ORDER, HIGHPASS_HZ, "highpass", fs=sub_rate, output="sos"),
-            scipy.signal.butter(LF_ORDER, LF_CUTOFF_HZ, "lowpass", fs=sub_rate, output="sos"),
+            butter_sos(HIGHPASS_ORDER, HIGHPASS_HZ, "highpass", sub_rate),
+            butter_sos(LF_ORDER, LF_CUTOFF_HZ, "lowpass", sub_rate),
         ]).astype(np.float32)
         self._state = {
             "infra": np.zeros((self._sos_infra.shape[0], 2), np.float32),
@@ -274,7 +273,7 @@ class SpeechEventDetector:
         }
         self._sos_hf: np.ndarray | None = None
         if self.sibilance_band_hz is not None:
-            sos = scipy.signal.butter(HF_ORDER, self.sibilance_band_hz, "bandpass", fs=rate, output="sos")
+            sos = butter_sos(HF_ORDER, self.sibilance_band_hz, "bandpass", rate)
             self._sos_hf = sos.astype(np.float32)
             self._state["hf"] = np.zeros((sos.shape[0], 2), np.float32)
         # pending samples: one chunk of whole frames, ~2^19 samples (2 MB), filled then analysed
@@ -321,8 +320,8 @@ class SpeechEventDetector:
         # ~2 kHz path: sub-block sums -> their sub-20 Hz part (for the full band) and the LF band
         sums = np.einsum("ij->i", y.reshape(-1, self._sub))  # no BLAS threads (one-core budget)
         d = sums * np.float32(1.0 / self._sub) + self._guard[:sums.size]
-        infra, state["infra"] = scipy.signal.sosfilt(self._sos_infra, d, zi=state["infra"])
-        lf, state["lf"] = scipy.signal.sosfilt(self._sos_lf, d, zi=state["lf"])
+        infra = sosfilt(self._sos_infra, d, state["infra"])
+        lf = sosfilt(self._sos_lf, d, state["lf"])
         lr = lf.reshape(frames, sub)
         feats[:, 1] = np.einsum("ij,ij->i", lr, lr) * np.float32(1.0 / sub)
         # full band: sum of (x - c)^2 with c the sub-20 Hz part held over the frame, expanded as
@@ -334,7 +333,7 @@ class SpeechEventDetector:
         total = sums.reshape(frames, sub).sum(axis=1, dtype=np.float64)
         feats[:, 0] = np.maximum(sq - 2.0 * c * total + self._frame * c * c, 0.0) / self._frame
         if self._sos_hf is not None:
-            b, state["hf"] = scipy.signal.sosfilt(self._sos_hf, y + self._guard[:y.size], zi=state["hf"])
+            b = sosfilt(self._sos_hf, y + self._guard[:y.size], state["hf"])
             br = b.reshape(frames, self._frame)
             feats[:, 2] = np.einsum("ij,ij->i", br, br) * np.float32(1.0 / self._frame)
         else:
