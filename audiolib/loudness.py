@@ -343,10 +343,19 @@ class LoudnessMeter:
         return 0 if k == 0 else self._step_end(k - 1)
 
     def _push_true_peak(self, x: np.ndarray) -> None:
+        h = _TP_TAPS - 1
         for c in range(self.channels):
-            buf = np.concatenate((self._tp_history[c], x[c]))
-            self._tp_max = _kernels.true_peak_max(buf, self._taps, _TP_BOUND_GAIN, self._tp_max, _TP_CHUNK)
-            self._tp_history[c] = buf[-(_TP_TAPS - 1):]
+            row = x[c]
+            if row.size < h:
+                buf = np.concatenate((self._tp_history[c], row))
+                self._tp_max = _kernels.true_peak_max(buf, self._taps, _TP_BOUND_GAIN, self._tp_max, _TP_CHUNK)
+                self._tp_history[c] = buf[-h:]
+                continue
+            # the windows that reach back into the history, then the block's own (no copy of it)
+            seam = np.concatenate((self._tp_history[c], row[:h]))
+            best = _kernels.true_peak_max(seam, self._taps, _TP_BOUND_GAIN, self._tp_max, _TP_CHUNK)
+            self._tp_max = _kernels.true_peak_max(row, self._taps, _TP_BOUND_GAIN, best, _TP_CHUNK)
+            self._tp_history[c] = row[-h:]
 
     def _flush_true_peak(self) -> float:
         """Include the filter tail (the last input samples' interpolated neighbours)."""

@@ -66,3 +66,28 @@ def test_true_peak_max_is_the_largest_interpolated_sample():
         got = _kernels.true_peak_max(x, taps, _TP_BOUND_GAIN, 0.0, 512)
         assert abs(got - want) <= 1e-6 * want, (trial, got, want)
         assert _kernels.true_peak_max(x, taps, _TP_BOUND_GAIN, 100.0, 512) == 100.0  # a floor above it holds
+
+
+def test_meter_true_peak_is_independent_of_the_blocks():
+    """LoudnessMeter's true peak over blocks of every size (shorter than the filter too, and the
+    windows that straddle two blocks) equals the interpolator over the whole signal at once."""
+    from audiolib.loudness import LoudnessMeter
+
+    rng = np.random.default_rng(1772)
+    x = (rng.standard_normal((2, 20000)) * 0.2).astype(np.float32)
+    x[1, 9995:10005] = [0.9, -0.9] * 5  # a near-Nyquist burst: its true peak lies between samples
+    taps = np.ascontiguousarray(_TRUE_PEAK_PHASES[:, ::-1])
+    padded = np.concatenate((np.zeros((2, 11)), x.astype(np.float64), np.zeros((2, 11))), axis=1)
+    want = max(float(np.max(np.abs(np.lib.stride_tricks.sliding_window_view(padded[c], 12) @ taps.T))) for c in range(2))
+    for sizes in ([20000], [3, 5, 9995, 2, 10, 1, 9984], list(rng.integers(1, 40, 2000))):
+        meter = LoudnessMeter(48000, ("FL", "FR"))
+        pos = 0
+        for n in sizes:
+            if pos < x.shape[1]:
+                meter.push(x[:, pos:pos + int(n)])
+                pos += int(n)
+        if pos < x.shape[1]:
+            meter.push(x[:, pos:])
+        got = 10 ** (meter.result().true_peak_dbtp / 20)
+        assert abs(got - want) <= 1e-6 * want, (sizes[:5], got, want)
+    assert want > 1.0  # the burst's peak is above its samples' 0.9
