@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Where a full diagnose spends its time: the decode pass of ``audiolib.diagnose`` run in this
+process with a clock around every analyzer's ``push`` and ``result``, the decoder, and the parts of
+the perceptual analyzer (DNSMOS, the VAD, the music detector, the speech events).
+
+The README's "where the hour goes" table comes from this script, on bench_perceptual's 1-hour
+programme (generated if missing). The clocks add a little overhead (~1 %); the shares, not the
+sum, are the point. Timings are printed, never asserted.
+
+    taskset -c 0 .venv/bin/python -m benchmarks.profile_diagnose [--minutes 60] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+t_start = time.perf_counter()
+
+import audiolib.music as music  # noqa: E402
+import audiolib.perceptual as perceptual  # noqa: E402
+import audiolib.speech as speech  # noqa: E402
+import audiolib.speech_events as speech_events  # noqa: E402
+from audiolib import diagnose as D  # noqa: E402
+from audiolib import io  # noqa: E402
+from benchmarks.bench_perceptual import HERE, ensure_programme  # noqa: E402
+
+t_imports = time.perf_counter() - t_start
+SECONDS: Counter = Counter()
+
+
+def _clocked(owner: Any, name: str, key: str) -> None:
+    """Replace ``owner.name`` by a wrapper that adds its wall time to SECONDS[key]."""
+    inner: Callable = getattr(owner, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            SECONDS[key] += time.perf_counter() - t
+
+    setattr(owner, name, wrapper)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--workdir", type=Path, default=HERE / "out")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    path = str(ensure_programme(args.workdir, args.minutes))
+    # the perceptual analyzer's parts (it calls them; their time is inside its own push)
+    _clocked(perceptual, "dnsmos_p835", "  DNSMOS P.835 (int8, OpenVINO)")
+    _clocked(speech.VoiceActivity, "push", "  Silero VAD (with its 16 -> 8 kHz resampling)")
+    _clocked(music.MusicDetector, "push", "  music detector")
+    _clocked(speech_events.SpeechEventDetector, "push", "  speech events")
+    requested = D.parse_blocks(None)
+    options = D.DiagnoseOptions()
+    t0 = time.perf_counter()
+    with io.stream(path) as s:
+        shared: D.Shared = {}
+        analyzers = {n: D.ANALYZERS[n](s, options, shared, requested) for n in requested if n in D.ANALYZERS}
+        pushed = [(n, a) for n, a in analyzers.items() if not isinstance(a, D._View)] + list(shared.items())
+        blocks = iter(s)
+        while True:
+            t = time.perf_counter()
+            try:
+                block = next(blocks)
+            except StopIteration:
+                break
+            SECONDS["decode"] += time.perf_counter() - t
+            for name, analyzer in pushed:
+                t = time.perf_counter()
+                analyzer.push(block)
+                SECONDS[name] += time.perf_counter() - t
+        for name, analyzer in analyzers.items():
+            t = time.perf_counter()
+            analyzer.result()
+            SECONDS["results (all blocks)"] += time.perf_counter() - t
+    total = time.perf_counter() - t0
+    parts = ("  DNSMOS P.835 (int8, OpenVINO)", "  Silero VAD (with its 16 -> 8 kHz resampling)", "  music detector",
+             "  speech events")
+    SECONDS["  downmix, 48 -> 16 kHz resampling, frame levels"] = SECONDS["perceptual"] - sum(SECONDS[p] for p in parts)
+    duration_s = args.minutes * 60.0
+    print(f"=== full diagnose of {path}: {total:.2f} s in the decode pass ({duration_s / total:.0f}x realtime), "
+          f"imports {t_imports:.2f} s ===")
+    rows = sorted(((k, v) for k, v in SECONDS.items() if not k.startswith("  ")), key=lambda kv: -kv[1])
+    for key, value in rows:
+        print(f"{value:7.2f} s  {100 * value / total:5.1f} %  {key}")
+        if key == "perceptual":
+            for sub, sv in sorted(((k, v) for k, v in SECONDS.items() if k.startswith("  ")), key=lambda kv: -kv[1]):
+                print(f"{sv:7.2f} s  {100 * sv / total:5.1f} %  {sub}")
+    if args.json:
+        args.json.write_text(json.dumps({"file": path, "total_s": total, "imports_s": t_imports,
+                                         "seconds": {k.strip(): v for k, v in SECONDS.items()}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
