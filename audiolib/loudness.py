@@ -305,7 +305,7 @@ class LoudnessMeter:
         if x.dtype != np.float32:
             x = x.astype(np.float32)
         x = np.ascontiguousarray(x)
-        peak = float(np.max(np.abs(x)))
+        peak = max(float(x.max()), -float(x.min()))  # no |x| array; NaN propagates through both
         if not math.isfinite(peak):
             raise InvalidParameter("block contains NaN or infinite samples")
         self._sample_peak = max(self._sample_peak, peak)

@@ -10,8 +10,9 @@ voice-activity detector's, one bool per ``mask_hop_s``). It keeps three float32 
 definitions compare a frame with the level of the surrounding *speech*, which only the mask says.
 Results do not depend on how the stream is cut into blocks: chunks and frames lie on a fixed grid
 of the stream and every filter carries its state over. The last partial frame (under 10 ms) is not
-analysed. Speed: ~1200x realtime for 48 kHz mono on one core (one sequential 4-10 kHz
-band-pass at the full rate is most of it; the LF band runs at ~2 kHz).
+analysed. Speed: ~3000x realtime for 48 kHz mono on one core (1.15 s for the hour of
+``benchmarks/profile_diagnose.py``; the sequential 4-10 kHz band-pass at the full rate, in C, is
+half of it; the LF band runs at ~2 kHz).
 
 Definitions
 -----------
