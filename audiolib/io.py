@@ -37,8 +37,9 @@ __all__ = ["AudioInfo", "ContainerInfo", "MediaInfo", "AudioStream", "probe", "s
 
 #: Default number of frames per yielded block (about 5.5 s at 48 kHz: 2 MB for stereo float32).
 #: Every analyzer of a diagnose pays a fixed Python cost per block: on a 1-hour stereo 48 kHz
-#: programme, a full diagnose took 17.3 s in blocks of 2^16 frames and 15.7-16.1 s in blocks of
-#: 2^18 (2^17: 16.1-16.2 s, 2^19: 16.0 s), with the same peak memory (measured on one core).
+#: programme, the decode pass of a full diagnose took 17.3 s in blocks of 2^16 frames and 15.5-16.1 s
+#: in blocks of 2^18 (2^17: 16.1-16.2 s, 2^19: 16.0 s), with the same peak memory (one core;
+#: ``benchmarks/profile_diagnose.py --block-frames N``).
 DEFAULT_BLOCK_FRAMES = 1 << 18
 #: Audio decoded before the requested start after a seek, so lossy codecs' overlap (MDCT pre-roll,
 #: Opus pre-skip) has settled by the first sample we keep.

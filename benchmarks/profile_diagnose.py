@@ -7,7 +7,7 @@ The README's "where the hour goes" table comes from this script, on bench_percep
 programme (generated if missing). The clocks add a little overhead (~1 %); the shares, not the
 sum, are the point. Timings are printed, never asserted.
 
-    taskset -c 0 .venv/bin/python -m benchmarks.profile_diagnose [--minutes 60] [--json OUT]
+    taskset -c 0 .venv/bin/python -m benchmarks.profile_diagnose [--minutes 60] [--block-frames N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--workdir", type=Path, default=HERE / "out")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--block-frames", type=int, default=io.DEFAULT_BLOCK_FRAMES,
+                    help=f"frames per decoded block (default io.DEFAULT_BLOCK_FRAMES = {io.DEFAULT_BLOCK_FRAMES})")
     args = ap.parse_args(argv)
     path = str(ensure_programme(args.workdir, args.minutes))
     # the perceptual analyzer's parts (it calls them; their time is inside its own push)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     requested = D.parse_blocks(None)
     options = D.DiagnoseOptions()
     t0 = time.perf_counter()
-    with io.stream(path) as s:
+    with io.stream(path, block_frames=args.block_frames) as s:
         shared: D.Shared = {}
         analyzers = {n: D.ANALYZERS[n](s, options, shared, requested) for n in requested if n in D.ANALYZERS}
         pushed = [(n, a) for n, a in analyzers.items() if not isinstance(a, D._View)] + list(shared.items())
@@ -88,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
              "  speech events")
     SECONDS["  downmix, 48 -> 16 kHz resampling, frame levels"] = SECONDS["perceptual"] - sum(SECONDS[p] for p in parts)
     duration_s = args.minutes * 60.0
-    print(f"=== full diagnose of {path}: {total:.2f} s in the decode pass ({duration_s / total:.0f}x realtime), "
-          f"imports {t_imports:.2f} s ===")
+    print(f"=== full diagnose of {path} in blocks of {args.block_frames} frames: {total:.2f} s in the decode pass "
+          f"({duration_s / total:.0f}x realtime), imports {t_imports:.2f} s ===")
     rows = sorted(((k, v) for k, v in SECONDS.items() if not k.startswith("  ")), key=lambda kv: -kv[1])
     for key, value in rows:
         print(f"{value:7.2f} s  {100 * value / total:5.1f} %  {key}")
