@@ -67,6 +67,34 @@ def onnx_session(path: str, *, arena: bool = True):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
+def import_openvino():
+    """``import openvino`` without its usage telemetry.
+
+    Importing ``openvino`` sends a usage event ("ov", "import") to Google Analytics through
+    ``openvino_telemetry``, from a background process it starts with ``multiprocessing`` (the
+    consent defaults to yes when no consent file exists). audioqc sends nothing anywhere: a
+    tool that runs where the data lives does not report on it. And the process costs: in an
+    audit's pool workers, whose default start method is the fork server's, it started a second
+    fork server in every worker, which imported the whole task module again (~2 s of CPU each,
+    taken from the analysis on a 2-core machine). OpenVINO falls back to its own no-op stub
+    (``openvino.tools.ovc.telemetry_stub``) when ``openvino_telemetry`` cannot be imported, which
+    a ``None`` in ``sys.modules`` makes it do for the duration of this import only.
+    """
+    import sys
+
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    blocked = "openvino_telemetry" not in sys.modules
+    if blocked:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import -> ImportError
+    try:
+        import openvino
+    finally:
+        if blocked:
+            del sys.modules["openvino_telemetry"]
+    return openvino
+
+
 class OpenVinoSession:
     """An ONNX model compiled by OpenVINO's CPU plugin on one thread, called like an onnxruntime
     session (``run(None, feeds)`` -> list of output arrays).
@@ -86,9 +114,7 @@ class OpenVinoSession:
         import io
         import threading
 
-        import openvino
-
-        core = openvino.Core()
+        core = import_openvino().Core()
         source = io.BytesIO(model) if isinstance(model, bytes) else str(model)
         self._model = core.compile_model(core.read_model(source), "CPU", dict(self.CONFIG))
         # An infer request runs one inference at a time; the compiled model is shared. One request

@@ -345,3 +345,19 @@ def test_low_sample_rate_is_measured_not_an_error(tmp_path):
     d = diagnose(_write(tmp_path / "6k.wav", y, sr=6000), only="speech,quality_score,loudness").to_dict()
     assert d["speech"]["percentage"] > 50 and d["speech"]["events"] is None
     assert d["quality_score"]["scored_windows"] >= 1
+
+
+def test_openvino_is_imported_without_its_telemetry():
+    """``import openvino`` reports usage to Google Analytics from a background process; audioqc
+    imports it with OpenVINO's own no-op telemetry stub instead, and starts no process."""
+    code = (
+        "import multiprocessing, sys\n"
+        "from audiolib import perceptual, speech\n"
+        "perceptual._dnsmos_session('int8'); speech._session()\n"
+        "import openvino.tools.ovc.telemetry_utils as tu\n"
+        "print(tu.tm.__name__, multiprocessing.active_children(), sys.modules.get('openvino_telemetry', 'absent'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "openvino.tools.ovc.telemetry_stub"
+    assert out[1] == "[]"  # no telemetry sender process
+    assert out[2] == "absent"  # the import block is lifted afterwards
