@@ -17,9 +17,12 @@
  * the wheel or editable build stays portable, and the true-peak interpolator runs 16 lanes wide
  * where it can. With -ffp-contract=fast (setup.py) the v3/v4 clones fuse multiply-adds, which
  * changes results in the last bits only (1e-16 relative), and shortens the K-weighting's
- * recursion. Elsewhere (other compilers, other CPUs) the loops are compiled once, as before.
+ * recursion. Elsewhere (other compilers, CPUs or C libraries: the clones need glibc's ifunc) the
+ * loops are compiled once, as before; -DAQ_NO_CLONES does the same (tests/test_kernels.py builds the
+ * baseline that way and checks it against the installed build).
  */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && __GNUC__ >= 11
+#if !defined(AQ_NO_CLONES) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && defined(__GLIBC__) && __GNUC__ >= 11
 #define AQ_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define AQ_CLONES

@@ -91,3 +91,43 @@ def test_meter_true_peak_is_independent_of_the_blocks():
         got = 10 ** (meter.result().true_peak_dbtp / 20)
         assert abs(got - want) <= 1e-6 * want, (sizes[:5], got, want)
     assert want > 1.0  # the burst's peak is above its samples' 0.9
+
+
+def test_the_baseline_build_computes_what_this_cpus_clone_does(tmp_path):
+    """The kernels are built for x86-64 v4/v3/baseline and the loader picks one (target_clones);
+    this CPU runs one of them. The same source built once for baseline x86-64 (no clones: SSE2,
+    no FMA), as a CPU without AVX would run it, against the installed build on the same input."""
+    import ctypes
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    import audiolib
+
+    if shutil.which("gcc") is None:
+        raise AssertionError("gcc is required (scripts/setup.sh installs it)")
+    src = Path(audiolib.__file__).with_name("_dsp.c")
+    lib_path = tmp_path / "dsp_baseline.so"
+    subprocess.run(["gcc", "-O3", "-fno-math-errno", "-ffp-contract=fast", "-std=c99", "-fPIC", "-shared",
+                    "-march=x86-64", "-DAQ_NO_CLONES", f"-I{sysconfig.get_paths()['include']}", str(src),
+                    "-o", str(lib_path)], check=True)
+    base = ctypes.CDLL(str(lib_path))
+    f32 = np.ctypeslib.ndpointer(dtype=np.float32, flags="C_CONTIGUOUS")
+    f64 = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
+    base.aq_kweighted_power.argtypes = [f32, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, f64, f64, f64, f64]
+    base.aq_true_peak_max.argtypes = [f32, ctypes.c_int64, f32, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int64]
+    base.aq_true_peak_max.restype = ctypes.c_float
+    rng = np.random.default_rng(1773)
+    x = (rng.standard_normal((3, 40000)) * 0.3).astype(np.float32)
+    sos, weights = k_weighting_sos(44100), np.array([1.0, 1.0, 1.41])
+    out = np.empty(x.shape[1])
+    base.aq_kweighted_power(x, 3, x.shape[1], x.shape[1], sos, np.zeros((3, 2, 2)), weights, out)
+    ours = _kernels.kweighted_power(x, sos, np.zeros((3, 2, 2)), weights)
+    assert np.allclose(out, ours, rtol=1e-9, atol=1e-15)
+    taps = np.ascontiguousarray(_TRUE_PEAK_PHASES[:, ::-1], dtype=np.float32)
+    for c in range(3):
+        row = np.ascontiguousarray(x[c])
+        want = base.aq_true_peak_max(row, row.size, taps, 4, ctypes.c_float(_TP_BOUND_GAIN), ctypes.c_float(0.0), 512)
+        got = _kernels.true_peak_max(row, taps, _TP_BOUND_GAIN, 0.0, 512)
+        assert abs(got - want) <= 1e-6 * want, (c, got, want)
