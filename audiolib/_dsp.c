@@ -16,7 +16,8 @@
  * and the best one the CPU has is picked when the library loads (GCC's target_clones, an ifunc):
  * the wheel or editable build stays portable, and the true-peak interpolator runs 16 lanes wide
  * where it can. With -ffp-contract=fast (setup.py) the v3/v4 clones fuse multiply-adds, which
- * changes results in the last bits only (1e-16 relative), and shortens the K-weighting's
+ * changes results in the last bits only (the K-weighted power within 1e-9 relative; tests), and
+ * shortens the K-weighting's
  * recursion. Elsewhere (other compilers, CPUs or C libraries: the clones need glibc's ifunc) the
  * loops are compiled once, as before; -DAQ_NO_CLONES does the same (tests/test_kernels.py builds the
  * baseline that way and checks it against the installed build).
