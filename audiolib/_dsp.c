@@ -17,10 +17,9 @@
  * the wheel or editable build stays portable, and the true-peak interpolator runs 16 lanes wide
  * where it can. With -ffp-contract=fast (setup.py) the v3/v4 clones fuse multiply-adds, which
  * changes results in the last bits only (the K-weighted power within 1e-9 relative; tests), and
- * shortens the K-weighting's
- * recursion. Elsewhere (other compilers, CPUs or C libraries: the clones need glibc's ifunc) the
- * loops are compiled once, as before; -DAQ_NO_CLONES does the same (tests/test_kernels.py builds the
- * baseline that way and checks it against the installed build).
+ * shortens the K-weighting's recursion. Elsewhere (other compilers, CPUs, or C libraries without
+ * glibc's ifunc) the loops are compiled once, as before; -DAQ_NO_CLONES does the same
+ * (tests/test_kernels.py builds the baseline that way and checks it against the installed build).
  */
 #if !defined(AQ_NO_CLONES) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && defined(__GLIBC__) && __GNUC__ >= 11
