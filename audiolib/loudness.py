@@ -346,16 +346,12 @@ class LoudnessMeter:
         h = _TP_TAPS - 1
         for c in range(self.channels):
             row = x[c]
-            if row.size < h:
-                buf = np.concatenate((self._tp_history[c], row))
-                self._tp_max = _kernels.true_peak_max(buf, self._taps, _TP_BOUND_GAIN, self._tp_max, _TP_CHUNK)
-                self._tp_history[c] = buf[-h:]
-                continue
-            # the windows that reach back into the history, then the block's own (no copy of it)
+            # the windows that reach back into the history (all of them for a row shorter than
+            # the filter), then the row's own, interpolated in place (no copy of the block)
             seam = np.concatenate((self._tp_history[c], row[:h]))
             best = _kernels.true_peak_max(seam, self._taps, _TP_BOUND_GAIN, self._tp_max, _TP_CHUNK)
             self._tp_max = _kernels.true_peak_max(row, self._taps, _TP_BOUND_GAIN, best, _TP_CHUNK)
-            self._tp_history[c] = row[-h:]
+            self._tp_history[c] = row[-h:] if row.size >= h else seam[-h:]
 
     def _flush_true_peak(self) -> float:
         """Include the filter tail (the last input samples' interpolated neighbours)."""
