@@ -37,4 +37,10 @@ class DecodeError(MediaError):
 
 
 class UnsupportedMedia(MediaError):
-    """The object is readable media but has nothing audioqc can analyse (e.g. no audio stream)."""
+    """The object is readable media but has nothing audioqc can analyse (e.g. no audio stream), or
+    holds what the requested output cannot (video to be written into an audio-only format)."""
+
+
+class OutputError(MediaError):
+    """The output URL cannot be written: missing or read-only directory, missing bucket, access
+    denied, an upload the server refused (the message gives the HTTP status)."""

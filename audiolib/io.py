@@ -7,6 +7,12 @@ whatever the duration. Decoding is done by PyAV (FFmpeg's libraries inside the w
 container and codec FFmpeg reads is supported. Any fsspec URL works (local paths, ``file://``,
 ``s3://``, ``http(s)://``); remote objects are read through a random-access file object, never
 whole into memory.
+
+Writing: ``plan_output(info, url)`` decides from headers alone how processed audio is written to
+any format in :data:`OUTPUT_FORMATS` (codec, rate, bit depth, the video copied) and raises every
+error it can before decoding; :class:`MediaWriter` encodes blocks and copies the source's video
+packets bit for bit as it goes; ``atomic_output(url)`` publishes the finished file in one step
+(rename, one upload, one HTTP PUT). ``write(path, y, sr)`` encodes an array in one call (tests).
 """
 
 from __future__ import annotations
@@ -14,7 +20,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import stat
+import tempfile
+import threading
+import urllib.parse
 from fractions import Fraction
+from io import BytesIO
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -29,11 +41,14 @@ from .errors import (
     DecodeError,
     EmptyMedia,
     InvalidParameter,
+    OutputError,
     SourceNotFound,
     UnsupportedMedia,
 )
 
-__all__ = ["AudioInfo", "ContainerInfo", "MediaInfo", "AudioStream", "probe", "stream", "parse_time", "write"]
+__all__ = ["AudioInfo", "ContainerInfo", "MediaInfo", "AudioStream", "probe", "stream", "parse_time", "write",
+           "OUTPUT_FORMATS", "OutputFormat", "OutputPlan", "CopiedStream", "plan_output", "MediaWriter",
+           "atomic_output", "check_writable"]
 
 #: Default number of frames per yielded block (about 5.5 s at 48 kHz: 2 MB for stereo float32).
 #: Every analyzer of a diagnose pays a fixed Python cost per block: on a 1-hour stereo 48 kHz
@@ -738,3 +753,1069 @@ def write(path: str, y: np.ndarray, sr: int, *, codec: str = "pcm_s16le", layout
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+
+
+# --------------------------------------------------------------------------------------------
+# output: formats, plans, the streaming writer, atomic publication
+#
+# A noise-removal run is: ``plan = plan_output(probe(src), dst)`` (every decision and every error
+# that can be known from headers, before any decoding), then
+# ``with atomic_output(dst) as tmp, MediaWriter(plan, tmp) as w, stream(src) as s:`` writing each
+# processed block with ``w.write(block)``. The writer encodes the audio and copies the source's
+# video packets bit for bit, interleaved as it goes; atomic_output publishes the finished file in
+# one step (rename, one upload, one HTTP PUT), so nothing partial ever appears at ``dst``.
+
+#: Seconds of source video muxed ahead of the audio written so far. FFmpeg's interleaver
+#: (``av_interleaved_write_frame``) holds packets until every stream has one queued, so this lead
+#: is what waits there: memory stays flat whatever the duration.
+VIDEO_LEAD_S = 1.0
+#: Input frames handed to the encoder at a time by ``MediaWriter.write`` (0.34 s at 48 kHz); the
+#: copied video is caught up with the audio after each piece.
+WRITE_CHUNK_FRAMES = 1 << 14
+#: Lossy codecs' bit rate per channel when the input's is not kept, bit/s: AAC 192 kb/s stereo,
+#: MP3 192 kb/s stereo (96 kb/s mono), Opus 128 kb/s stereo (384 kb/s 5.1), AC-3 / E-AC-3 192 kb/s
+#: stereo (576 kb/s 5.1). FFmpeg's own defaults are lower (AAC 128 kb/s stereo, Opus 96 kb/s).
+DEFAULT_BITRATE_PER_CHANNEL = {"aac": 96_000, "libmp3lame": 96_000, "libopus": 64_000, "ac3": 96_000,
+                               "eac3": 96_000}
+#: HTTP PUT timeouts (connect, read between bytes), seconds.
+HTTP_PUT_TIMEOUT_S = (30.0, 300.0)
+
+#: Channel counts each encoder takes, where FFmpeg's limit is a plain count (measured by opening
+#: the encoder in this PyAV build): FFmpeg's native Vorbis encoder opens for stereo only (mono and
+#: 5.1 are refused), libmp3lame for 1-2, AC-3/E-AC-3 up to 5.1, FLAC and ALAC up to 8. AAC takes
+#: up to 16 channels but only in named layouts (7.1, hexadecagonal; not "10 channels"), and Opus
+#: takes up to 255 with mapping family 255: both are left to the encoder trial in plan_output.
+_CHANNEL_LIMITS = {"libmp3lame": (1, 2), "vorbis": (2, 2), "ac3": (1, 6), "eac3": (1, 6), "flac": (1, 8),
+                   "alac": (1, 8)}
+#: Encoder that re-encodes an input codec (FFmpeg codec names) when an output format keeps it.
+_KEPT_ENCODERS = {"aac": "aac", "alac": "alac", "ac3": "ac3", "eac3": "eac3", "mp3": "libmp3lame",
+                  "opus": "libopus", "vorbis": "vorbis", "flac": "flac", "pcm": "pcm"}
+#: Names used in messages.
+_CODEC_LABELS = {"libmp3lame": "MP3 (libmp3lame)", "libopus": "Opus (libopus)",
+                 "vorbis": "Vorbis (FFmpeg's native encoder)", "aac": "AAC", "ac3": "AC-3",
+                 "eac3": "E-AC-3", "flac": "FLAC", "alac": "ALAC", "pcm": "PCM"}
+#: Tags not copied to the output: they describe how the source was encoded or muxed, which the
+#: re-encode makes false (encoder names, MP4 brands, mkvmerge's statistics tags, durations).
+_STALE_TAGS = frozenset({"encoder", "vendor_id", "major_brand", "minor_version", "compatible_brands",
+                         "duration", "bps", "number_of_frames", "number_of_bytes",
+                         "_statistics_writing_app", "_statistics_writing_date_utc", "_statistics_tags"})
+#: Picture codecs written as Matroska attachments (Matroska keeps cover art as an attached file
+#: named cover.*, which FFmpeg reads back as an attached picture).
+_COVER_MIMETYPES = {"png": ("image/png", "png"), "mjpeg": ("image/jpeg", "jpg")}
+#: fsspec protocols whose first path component is a bucket (check_writable checks it exists).
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "r2"})
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output file kind: its FFmpeg muxer and the audio codec it is written with.
+
+    Attributes
+    ----------
+    extension : str
+        File extension without the dot (its key in :data:`OUTPUT_FORMATS`).
+    muxer : str
+        FFmpeg muxer (``ffmpeg -f`` name).
+    codecs : tuple of str
+        Encoders tried in order when the input's codec is not kept (``pcm``: the PCM codec of the
+        input's bit depth); the first that opens for the input's channels and rate is used.
+    keeps : tuple of str
+        Input codecs (FFmpeg codec names, ``pcm`` for any PCM) re-encoded with the same codec.
+    video : bool
+        Whether real video is copied into it. False for the audio-only kinds even where the muxer
+        would take video (m4a, mka: their extensions say "audio").
+    covers : str or None
+        How cover art (attached pictures) is kept: ``stream`` (an attached-picture stream: ID3
+        APIC in MP3, a PICTURE block in FLAC, ``covr`` in MP4), ``attachment`` (Matroska's
+        ``cover.png``/``cover.jpg`` attached file), None (dropped, said in the plan's notes).
+    muxer_options : tuple of (str, str)
+        FFmpeg muxer options.
+    """
+
+    extension: str
+    muxer: str
+    codecs: tuple[str, ...]
+    keeps: tuple[str, ...] = ()
+    video: bool = False
+    covers: str | None = None
+    muxer_options: tuple[tuple[str, str], ...] = ()
+
+
+_MATROSKA_KEEPS = ("aac", "ac3", "eac3", "mp3", "opus", "vorbis", "flac", "alac", "pcm")
+
+#: Output kinds by extension. WAV is written with ``rf64=auto``: a JUNK chunk reserves room for
+#: the RF64 header, used only if the file passes 4 GiB (an hour of 8-channel 24-bit 96 kHz audio
+#: is 8.3 GB). ``ogg`` is Vorbis from FFmpeg's native encoder (experimental: opened with
+#: ``strict=experimental``), which opens for stereo only and has no bit rate control (its fixed
+#: quality gave 300 kb/s on stereo band-limited noise, 17.6 dB SNR); any other channel count gets
+#: Opus in Ogg, said in the plan's notes. Matroska falls back to Opus (mapping family 255) for
+#: channel layouts AAC refuses.
+#: Cover art is dropped where FFmpeg cannot keep it (measured): PyAV refuses PNG/JPEG streams for
+#: the ipod (m4a) muxer (avformat_query_codec; the ffmpeg CLI, which does not ask, can); the Ogg
+#: muxer fails writing its header with a picture stream; the mov muxer drops attached pictures
+#: without an error (ffmpeg 5.1 CLI and PyAV's FFmpeg 8.1 alike); WebM has no attachments.
+OUTPUT_FORMATS: dict[str, OutputFormat] = {
+    "wav": OutputFormat("wav", "wav", ("pcm",), keeps=("pcm",), muxer_options=(("rf64", "auto"),)),
+    "flac": OutputFormat("flac", "flac", ("flac",), covers="stream"),
+    "mp3": OutputFormat("mp3", "mp3", ("libmp3lame",), covers="stream"),
+    "m4a": OutputFormat("m4a", "ipod", ("aac",), keeps=("aac", "alac")),
+    "aac": OutputFormat("aac", "adts", ("aac",)),
+    "opus": OutputFormat("opus", "ogg", ("libopus",)),
+    "ogg": OutputFormat("ogg", "ogg", ("vorbis", "libopus"), keeps=("vorbis", "opus", "flac")),
+    "mka": OutputFormat("mka", "matroska", ("aac", "libopus"), keeps=_MATROSKA_KEEPS, covers="attachment"),
+    "mkv": OutputFormat("mkv", "matroska", ("aac", "libopus"), keeps=_MATROSKA_KEEPS, video=True,
+                        covers="attachment"),
+    "webm": OutputFormat("webm", "webm", ("libopus",), keeps=("opus", "vorbis"), video=True),
+    "mp4": OutputFormat("mp4", "mp4", ("aac",), keeps=("aac", "alac", "ac3", "eac3", "mp3"), video=True,
+                        covers="stream"),
+    "mov": OutputFormat("mov", "mov", ("aac",), keeps=("aac", "alac", "ac3", "eac3", "mp3", "pcm"), video=True),
+}
+_VIDEO_FORMATS = tuple(ext for ext, f in OUTPUT_FORMATS.items() if f.video)
+
+
+@dataclass(frozen=True)
+class CopiedStream:
+    """A source stream copied into the output packet for packet (no re-encode).
+
+    Attributes
+    ----------
+    index : int
+        Stream index in the source container.
+    codec : str
+        FFmpeg codec name.
+    kind : str
+        ``video`` or ``cover`` (an attached picture: cover art).
+    as_attachment : bool
+        Matroska: the cover is written as an attached file ``cover.png``/``cover.jpg``.
+    """
+
+    index: int
+    codec: str
+    kind: str
+    as_attachment: bool = False
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """The audio encoder settings chosen by plan_output (fields shared with OutputPlan)."""
+
+    codec: str
+    sample_format: str
+    bit_depth: int | None
+    sample_rate_hz: int
+    channel_layout: str
+    bit_rate_bps: int | None
+    codec_options: tuple[tuple[str, str], ...]
+    frame_size: int
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Everything :class:`MediaWriter` needs, decided by :func:`plan_output` from headers alone.
+
+    Attributes
+    ----------
+    source_url, output_url : str
+        The input decoded (and whose video is copied) and the destination.
+    format : str
+        Key of :data:`OUTPUT_FORMATS` (``mp3``, ``mkv``, ...).
+    muxer : str
+        FFmpeg muxer.
+    muxer_options : tuple of (str, str)
+    codec : str
+        FFmpeg audio encoder (``pcm_s24le``, ``flac``, ``aac``, ``libopus``, ...).
+    sample_format : str
+        Encoder sample format (``s16``, ``s32``, ``flt``, ``fltp``, ...).
+    bit_depth : int or None
+        Bits per sample of a lossless output (PCM, FLAC, ALAC); None for lossy codecs.
+    bit_rate_bps : int or None
+        Lossy codecs' target bit rate, bit/s (None: lossless, or Vorbis's fixed quality).
+    codec_options : tuple of (str, str)
+        FFmpeg encoder options (``strict``, ``mapping_family``, ``bits_per_raw_sample``).
+    frame_size : int
+        Samples per encoded frame per channel (0: any, PCM).
+    input_sample_rate_hz, sample_rate_hz : int
+        Rate of the blocks given to ``MediaWriter.write`` and of the output, Hz.
+    channels : int
+    input_channel_layout, channel_layout : str
+        FFmpeg layout names of the blocks and of the output (they differ only where an encoder
+        takes side surrounds as back surrounds; see ``notes``).
+    clip : bool
+        Samples are clipped to [-1, 1] (every output but 32-bit float PCM).
+    audio_offset_s : float
+        File time of the first audio sample, seconds (delayed audio keeps its delay).
+    source_start_s : float
+        Source container start time, seconds: subtracted from the copied streams' timestamps so
+        they stay in step with the audio (as the ffmpeg CLI does without ``-copyts``).
+    copied_streams : tuple of CopiedStream
+        Video and cover-art streams copied bit for bit.
+    metadata, audio_metadata : tuple of (str, str)
+        Container tags and audio stream tags written.
+    notes : tuple of str
+        What differs from the input and why (rate changed, codec not kept, streams dropped).
+    """
+
+    source_url: str
+    output_url: str
+    format: str
+    muxer: str
+    muxer_options: tuple[tuple[str, str], ...]
+    codec: str
+    sample_format: str
+    bit_depth: int | None
+    bit_rate_bps: int | None
+    codec_options: tuple[tuple[str, str], ...]
+    frame_size: int
+    input_sample_rate_hz: int
+    sample_rate_hz: int
+    channels: int
+    input_channel_layout: str
+    channel_layout: str
+    clip: bool
+    audio_offset_s: float
+    source_start_s: float
+    copied_streams: tuple[CopiedStream, ...]
+    metadata: tuple[tuple[str, str], ...]
+    audio_metadata: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format, "codec": self.codec, "sample_format": self.sample_format,
+            "bit_depth": self.bit_depth, "bit_rate": self.bit_rate_bps, "sample_rate": self.sample_rate_hz,
+            "channels": self.channels, "channel_layout": self.channel_layout,
+            "copied_streams": [{"index": c.index, "codec": c.codec, "kind": c.kind} for c in self.copied_streams],
+            "notes": list(self.notes),
+        }
+
+
+class _CannotEncode(Exception):
+    """An encoder cannot take the input's channels/rate (internal: plan_output tries the next)."""
+
+
+def _output_extension(output_url: str, format: str | None) -> str:
+    """The OUTPUT_FORMATS key from ``format`` or the output URL's extension (query ignored)."""
+    supported = ", ".join(OUTPUT_FORMATS)
+    if format is not None:
+        ext = str(format).strip().lower().lstrip(".")
+        if ext not in OUTPUT_FORMATS:
+            raise InvalidParameter(f"{output_url}: format={format!r} is not an output format audioqc "
+                                   f"writes; supported: {supported}")
+        return ext
+    path = urllib.parse.urlsplit(output_url).path if "://" in output_url else output_url
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if not ext:
+        raise InvalidParameter(f"{output_url}: the output has no extension to choose a format from; "
+                               f"give format= (supported: {supported})")
+    if ext not in OUTPUT_FORMATS:
+        raise InvalidParameter(f"{output_url}: .{ext} is not an output format audioqc writes; "
+                               f"supported: {supported}")
+    return ext
+
+
+def _canonical_codec(name: str) -> str:
+    """FFmpeg's codec name for a decoder name (``mp3float`` -> ``mp3``, ``ac3_fixed`` -> ``ac3``)."""
+    try:
+        return av.codec.Codec(name, "r").canonical_name
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        return name
+
+
+def _lossless_bits(audio: AudioInfo) -> int:
+    """16, 24 or 32: the integer PCM depth that holds the input's samples (24 when unknown)."""
+    bits = audio.bit_depth
+    if not bits:
+        return 24  # lossy input: 24 bits hold everything its decoder produces
+    return 16 if bits <= 16 else 24 if bits <= 24 else 32
+
+
+def _is_float_pcm(audio: AudioInfo) -> bool:
+    return audio.codec.startswith("pcm_f")
+
+
+def _lossless_settings(encoder: str, audio: AudioInfo, ext: str) -> tuple[str, str, int, dict[str, str], list[str]]:
+    """``(codec, sample format, bits, encoder options, notes)`` of a lossless encoder keeping the
+    input's bit depth."""
+    bits = _lossless_bits(audio)
+    if encoder == "pcm":
+        if _is_float_pcm(audio):
+            # The blocks are float32: 64-bit float input would gain nothing from pcm_f64le.
+            return "pcm_f32le", "flt", 32, {}, []
+        if ext == "wav" and audio.codec in ("pcm_u8", "pcm_s8"):
+            return "pcm_u8", "u8", 8, {}, []  # WAV's 8-bit PCM is unsigned
+        return {16: ("pcm_s16le", "s16", 16, {}, []), 24: ("pcm_s24le", "s32", 24, {}, []),
+                32: ("pcm_s32le", "s32", 32, {}, [])}[bits]
+    notes = []
+    if bits == 32:
+        # FFmpeg writes 32-bit FLAC only with strict=experimental, and older decoders cannot read
+        # it: the ffmpeg 5.1 CLI decodes such a file to 0 samples without an error (measured).
+        # ALAC has no 32-bit mode.
+        what = "float" if _is_float_pcm(audio) else "32-bit"
+        notes.append(f"{what} input written as 24-bit {_CODEC_LABELS[encoder]}")
+        bits = 24
+    if encoder == "flac":
+        # FFmpeg's FLAC encoder: s16 -> 16-bit FLAC; s32 -> 24-bit unless bits_per_raw_sample > 24.
+        return ("flac", "s16", 16, {}, notes) if bits == 16 else \
+            ("flac", "s32", 24, {"bits_per_raw_sample": "24"}, notes)
+    # ALAC: s16p -> 16-bit, s32p -> 24-bit.
+    return ("alac", "s16p", 16, {}, notes) if bits == 16 else ("alac", "s32p", 24, {}, notes)
+
+
+def _lossy_sample_format(codec: str) -> str:
+    """A float sample format the encoder takes (the blocks are float), else its first."""
+    formats = [f.name for f in av.codec.Codec(codec, "w").audio_formats or ()]
+    for name in ("fltp", "flt"):
+        if name in formats:
+            return name
+    return formats[0]
+
+
+def _output_rate(codec: str, rate: int) -> int:
+    """The input's rate if the encoder takes it; Opus: 48 kHz; others: the nearest higher rate
+    the encoder takes, else its highest."""
+    rates = av.codec.Codec(codec, "w").audio_rates
+    if not rates or rate in rates:
+        return rate
+    if codec == "libopus":
+        return 48000
+    higher = [r for r in rates if r >= rate]
+    return min(higher) if higher else max(rates)
+
+
+def _bit_rate(codec: str, audio: AudioInfo, rate: int) -> int | None:
+    """Target bit rate of a lossy encoder: the input's when the codec is the same, else the
+    default, clamped to what the encoder takes."""
+    if codec not in DEFAULT_BITRATE_PER_CHANNEL:
+        return None
+    same = _canonical_codec(audio.codec) == av.codec.Codec(codec, "w").canonical_name
+    bps = audio.bitrate_bps if same and audio.bitrate_bps else DEFAULT_BITRATE_PER_CHANNEL[codec] * audio.channels
+    # Ceilings: MP3 320 kb/s (MPEG-1 rates), 160 kb/s (MPEG-2: 16-24 kHz), 64 kb/s (MPEG-2.5:
+    # 8-12 kHz); AC-3 640 kb/s; AAC 6144 bits per channel per 1024-sample frame; libopus 256 kb/s
+    # per channel.
+    mp3 = 320_000 if rate >= 32000 else 160_000 if rate >= 16000 else 64_000
+    ceiling = {"libmp3lame": mp3, "ac3": 640_000, "eac3": 6_144_000,
+               "aac": 6 * rate * audio.channels, "libopus": 256_000 * audio.channels}[codec]
+    return int(min(max(bps, 8_000), ceiling))
+
+
+def _open_encoder(codec: str, sample_format: str, rate: int, layout: str, bit_rate: int | None,
+                  options: dict[str, str]) -> tuple[int | None, str | None]:
+    """Open the encoder as MediaWriter will: ``(frame_size, None)`` or ``(None, FFmpeg's message)``."""
+    try:
+        cc = av.CodecContext.create(codec, "w")
+        cc.sample_rate = rate
+        cc.layout = layout
+        cc.format = sample_format
+        cc.time_base = Fraction(1, rate)
+        if bit_rate:
+            cc.bit_rate = bit_rate
+        cc.options = dict(options)
+        cc.open()
+    except (av.error.FFmpegError, ValueError) as exc:
+        return None, _ffmpeg_message(exc)
+    return cc.frame_size, None
+
+
+def _side_back_swapped(layout: str) -> str | None:
+    """The layout with side surrounds as back surrounds or the reverse (5.1(side) <-> 5.1), if it
+    has exactly one of the two pairs; FFmpeg's resampler moves the channels 1:1 (measured)."""
+    try:
+        names = [c.name for c in av.AudioLayout(layout).channels]
+    except (ValueError, TypeError):
+        return None
+    side, back = {"SL", "SR"} <= set(names), {"BL", "BR"} <= set(names)
+    if side == back:
+        return None
+    swap = {"SL": "BL", "SR": "BR", "BL": "SL", "BR": "SR"}
+    return av.AudioLayout("+".join(swap.get(n, n) for n in names)).name
+
+
+def _encoding_for(encoder: str, audio: AudioInfo, ext: str) -> tuple[_Encoding, list[str]]:
+    """Settings of ``encoder`` for the input, checked by opening it; raises _CannotEncode."""
+    label = _CODEC_LABELS.get(encoder, encoder)
+    lo, hi = _CHANNEL_LIMITS.get(encoder, (1, 255))
+    if not lo <= audio.channels <= hi:
+        held = "stereo only" if lo == hi == 2 else f"at most {hi} channels"
+        raise _CannotEncode(f"{label} holds {held}")
+    notes: list[str] = []
+    options: dict[str, str] = {}
+    if encoder in ("pcm", "flac", "alac"):
+        codec, sample_format, bits, options, notes = _lossless_settings(encoder, audio, ext)
+    else:
+        codec, sample_format, bits = encoder, _lossy_sample_format(encoder), None
+        if codec == "vorbis":
+            options = {"strict": "experimental"}  # FFmpeg's native Vorbis encoder is experimental
+    rate = _output_rate(codec, audio.sample_rate_hz)
+    if rate != audio.sample_rate_hz:
+        notes.append(f"{label} does not take {audio.sample_rate_hz} Hz: resampled to {rate} Hz")
+    bit_rate = _bit_rate(codec, audio, rate)
+    layout = audio.channel_layout
+    frame_size, problem = _open_encoder(codec, sample_format, rate, layout, bit_rate, options)
+    if problem:
+        swapped = _side_back_swapped(layout)
+        if swapped and _open_encoder(codec, sample_format, rate, swapped, bit_rate, options)[1] is None:
+            notes.append(f"{label} does not take the {layout} layout: written as {swapped} "
+                         f"(the side surrounds become back surrounds or the reverse, samples unchanged)")
+            layout = swapped
+        elif codec == "libopus":
+            # Opus mapping family 255: any count up to 255, channels carried without positions.
+            options = {**options, "mapping_family": "255"}
+            notes.append(f"{label} has no {layout} layout: written with mapping family 255 "
+                         f"(the channels in order, without speaker positions)")
+        else:
+            raise _CannotEncode(f"{label} does not take {audio.channels} channels ({layout}) at {rate} Hz ({problem})")
+        frame_size, problem = _open_encoder(codec, sample_format, rate, layout, bit_rate, options)
+        if problem:
+            raise _CannotEncode(f"{label} does not take {audio.channels} channels ({layout}) at {rate} Hz ({problem})")
+    enc = _Encoding(codec=codec, sample_format=sample_format, bit_depth=bits, sample_rate_hz=rate,
+                    channel_layout=layout, bit_rate_bps=bit_rate,
+                    codec_options=tuple(sorted(options.items())), frame_size=int(frame_size or 0))
+    return enc, notes
+
+
+def _first_encoding(fmt: OutputFormat, audio: AudioInfo) -> tuple[_Encoding | None, list[str], list[str]]:
+    """The encoding of the first encoder that takes the input: ``(encoding, notes, failures)``."""
+    source = _canonical_codec(audio.codec)
+    kept = "pcm" if source.startswith("pcm_") else source
+    candidates = list(fmt.codecs)
+    if kept in fmt.keeps and kept in _KEPT_ENCODERS:
+        encoder = _KEPT_ENCODERS[kept]
+        candidates = [encoder] + [c for c in candidates if c != encoder]
+    failures: list[str] = []
+    for encoder in candidates:
+        try:
+            enc, notes = _encoding_for(encoder, audio, fmt.extension)
+        except _CannotEncode as exc:
+            failures.append(str(exc))
+            continue
+        if failures:
+            notes.insert(0, f"{'; '.join(failures)}: written as {_CODEC_LABELS.get(encoder, encoder)}")
+        return enc, notes, failures
+    return None, [], failures
+
+
+def _choose_encoding(fmt: OutputFormat, info: MediaInfo, output_url: str) -> tuple[_Encoding, list[str]]:
+    enc, notes, failures = _first_encoding(fmt, info.audio)
+    if enc is not None:
+        return enc, notes
+    a = info.audio
+    others = [ext for ext, f in OUTPUT_FORMATS.items() if ext != fmt.extension and _first_encoding(f, a)[0]]
+    raise InvalidParameter(
+        f"{output_url}: cannot write the input's {a.channels} channels ({a.channel_layout}, "
+        f"{a.sample_rate_hz} Hz) as {fmt.extension}: {'; '.join(failures)}"
+        + (f"; choose {', '.join(others)}" if others else ""))
+
+
+def _copied_tags(tags: dict[str, str] | None, *, drop_stale: bool = True) -> tuple[tuple[str, str], ...]:
+    """Tags to write, without the ones a re-encode makes false (_STALE_TAGS; mkvmerge writes them
+    with a language suffix, ``BPS-eng``)."""
+    out = []
+    for key, value in (tags or {}).items():
+        base = key.lower().split("-")[0]
+        if drop_stale and base in _STALE_TAGS:
+            continue
+        out.append((key, value))
+    return tuple(out)
+
+
+def _same_target(source_url: str, output_url: str) -> bool:
+    """Whether the output would overwrite the input: the same file (symlinks, ``..`` and
+    ``file://`` resolved), the same object, or the same HTTP resource whatever the query (a
+    presigned GET and a presigned PUT of one object differ only in their signatures)."""
+    if _is_local(source_url) and _is_local(output_url):
+        a, b = _local_path(source_url), _local_path(output_url)
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return os.path.realpath(a) == os.path.realpath(b)
+    if _is_local(source_url) or _is_local(output_url):
+        return False
+    a, b = urllib.parse.urlsplit(source_url), urllib.parse.urlsplit(output_url)
+    if a.scheme in ("http", "https"):
+        return (a.scheme, a.netloc.lower(), a.path) == (b.scheme, b.netloc.lower(), b.path)
+    norm = lambda u: (u.scheme, u.netloc, u.path.strip("/").replace("//", "/"))  # noqa: E731
+    return norm(a) == norm(b)
+
+
+def _muxer_takes(muxer: str, template: Any) -> bool:
+    """Whether FFmpeg's ``muxer`` accepts a copy of ``template`` (avformat_query_codec)."""
+    try:
+        with av.open(BytesIO(), "w", format=muxer) as out:
+            out.add_stream_from_template(template, opaque=True)
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def _add_audio_stream(out: Any, enc: Any, metadata: tuple[tuple[str, str], ...]) -> Any:
+    """Add and open the audio encoder (``enc``: an OutputPlan or _Encoding)."""
+    astream = out.add_stream(enc.codec, rate=enc.sample_rate_hz, layout=enc.channel_layout)
+    cc = astream.codec_context
+    cc.format = enc.sample_format
+    if enc.bit_rate_bps:
+        cc.bit_rate = enc.bit_rate_bps
+    cc.options = dict(enc.codec_options)
+    cc.time_base = astream.time_base = Fraction(1, enc.sample_rate_hz)
+    astream.metadata.update(metadata)  # a dict PyAV writes with the header (not assignable)
+    cc.open()  # now, so the muxer's header gets the encoder's extradata and frame_size is known
+    return astream
+
+
+def _add_copied_stream(out: Any, template: Any) -> Any:
+    """Add a stream that receives ``template``'s packets unchanged (codec parameters copied).
+
+    ``opaque=True`` builds the stream on the source's decoder: PyAV's default for video looks up an
+    *encoder* of the same name, which does not exist for ``h264`` or ``hevc``."""
+    stream = out.add_stream_from_template(template, opaque=True)
+    stream.disposition = template.disposition.value
+    stream.metadata.update(_copied_tags(template.metadata, drop_stale=False))
+    return stream
+
+
+def _first_packet_bytes(url: str, index: int) -> bytes | None:
+    """The payload of stream ``index``'s first packet (an attached picture's image)."""
+    with _open_container(url) as (container, _size):
+        for packet in container.demux(container.streams[index]):
+            if packet.size:
+                return bytes(packet)
+    return None
+
+
+def _trial_mux(fmt: OutputFormat, enc: _Encoding, container: Any, copied: list[CopiedStream]) -> str | None:
+    """Write the output's header to memory with these streams: None, or FFmpeg's message."""
+    try:
+        with av.open(BytesIO(), "w", format=fmt.muxer, container_options=dict(fmt.muxer_options)) as out:
+            _add_audio_stream(out, enc, ())
+            for c in copied:
+                if not c.as_attachment:
+                    _add_copied_stream(out, container.streams[c.index])
+            out.start_encoding()
+    except (av.error.FFmpegError, ValueError) as exc:
+        return _ffmpeg_message(exc)
+    return None
+
+
+def _plan_copied_streams(fmt: OutputFormat, enc: _Encoding, container: Any, output_url: str,
+                         notes: list[str]) -> list[CopiedStream]:
+    """Which video and cover-art streams are copied; raises UnsupportedMedia for real video the
+    output cannot hold. Other streams are listed in ``notes`` as not copied."""
+    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    covers = [s for s in container.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+    name = lambda s: s.codec_context.name if s.codec_context is not None else "unknown"  # noqa: E731
+    if videos:
+        codecs = ", ".join(name(s) for s in videos)
+        able = [ext for ext in _VIDEO_FORMATS
+                if all(_muxer_takes(OUTPUT_FORMATS[ext].muxer, s) for s in videos)]
+        choose = (f"choose {', '.join(able)} to keep it (the video is copied, not re-encoded)" if able
+                  else "no output format audioqc writes can hold it")
+        if not fmt.video:
+            raise UnsupportedMedia(output_url, f"the input has video ({codecs}); {fmt.extension} holds "
+                                               f"audio only: {choose}")
+        if fmt.extension not in able:
+            raise UnsupportedMedia(output_url, f"the input has video ({codecs}); FFmpeg's {fmt.muxer} "
+                                               f"muxer cannot hold it: {choose}")
+    copied = [CopiedStream(s.index, name(s), "video") for s in videos]
+    for s in covers:
+        if fmt.covers == "attachment" and name(s) in _COVER_MIMETYPES:
+            copied.append(CopiedStream(s.index, name(s), "cover", as_attachment=True))
+        elif fmt.covers == "stream" and _muxer_takes(fmt.muxer, s):
+            copied.append(CopiedStream(s.index, name(s), "cover"))
+        else:
+            notes.append(f"cover art ({name(s)}) not copied: {fmt.extension} cannot hold it")
+    problem = _trial_mux(fmt, enc, container, copied)
+    if problem:
+        if videos:
+            raise UnsupportedMedia(output_url, f"FFmpeg's {fmt.muxer} muxer refuses the input's video "
+                                               f"({', '.join(name(s) for s in videos)}): {problem}")
+        raise InvalidParameter(f"{output_url}: FFmpeg cannot write {enc.codec} audio as {fmt.extension} ({problem})")
+    return copied
+
+
+def _dropped_streams(container: Any, audio_index: int) -> list[str]:
+    """Notes naming the source streams not written: other audio, subtitles, data, attachments."""
+    notes = []
+    others = [s for s in container.streams.audio if s.index != audio_index]
+    if others:
+        notes.append(f"{len(others)} other audio stream(s) not copied (only the decoded one is written)")
+    for kind in ("subtitles", "data", "attachments"):
+        streams = list(getattr(container.streams, kind, ()))
+        if streams:
+            notes.append(f"{len(streams)} {kind} stream(s) not copied")
+    return notes
+
+
+def plan_output(info: MediaInfo, output_url: str, *, format: str | None = None,
+                source_url: str | None = None) -> OutputPlan:
+    """Decide how the processed audio of ``info``'s file is written to ``output_url``.
+
+    Everything is decided, and every error raised, from headers before any decoding: the format
+    and codec, sample rate, layout, bit depth or bit rate, the video and cover art copied, and a
+    pre-flight :func:`check_writable` of the output.
+
+    Parameters
+    ----------
+    info : MediaInfo
+        The input, from :func:`probe` (its selected audio stream is the one written).
+    output_url : str
+        Local path or fsspec / presigned http(s) URL.
+    format : str, optional
+        Output kind (a key of :data:`OUTPUT_FORMATS`, case-insensitive, leading dot allowed);
+        default: the output URL's extension.
+    source_url : str, optional
+        The input opened for its video streams and tags; default ``info.url``.
+
+    Notes
+    -----
+    Codec: the input's is kept where the format keeps it (``OutputFormat.keeps``: AAC stays AAC
+    in m4a/mp4/mov/mkv, AC-3 in mkv/mp4, PCM in wav/mov/mkv, ...), else the format's codec. Lossless
+    outputs keep the input's bit depth (16 -> 16; 24 -> 24; 32-bit integer -> 32 in PCM, 24 in
+    FLAC/ALAC; float -> 32-bit float in PCM, 24 in FLAC/ALAC; lossy input -> 24). Lossy outputs keep
+    the input's bit rate when the codec is the same, else DEFAULT_BITRATE_PER_CHANNEL. The rate is
+    kept unless the encoder cannot (Opus -> 48 kHz unless 8/12/16/24/48 kHz; MP3, AAC, AC-3 -> the
+    nearest higher rate they take). The layout is kept (side and back surrounds may be swapped
+    where an encoder knows only one). Real video is copied bit for bit; attached pictures where the
+    output holds them; other audio, subtitle, data and attachment streams are not copied (notes).
+    Container and audio stream tags are copied, except encoding facts (_STALE_TAGS).
+
+    Raises
+    ------
+    InvalidParameter
+        Unknown or missing format; the output is the input; the format cannot hold the input's
+        channels (e.g. 6 channels as mp3) or rate.
+    UnsupportedMedia
+        The input has video the output cannot hold (wav, mp3, ... hold audio only; webm takes VP8,
+        VP9 and AV1 only).
+    OutputError
+        The output cannot be written (see :func:`check_writable`).
+    """
+    if not isinstance(output_url, str) or not output_url:
+        raise InvalidParameter(f"output_url={output_url!r} must be a non-empty string")
+    source_url = source_url or info.url
+    ext = _output_extension(output_url, format)
+    fmt = OUTPUT_FORMATS[ext]
+    if _same_target(source_url, output_url):
+        raise InvalidParameter(f"{output_url}: is the input ({source_url}); the output may not be the input")
+    check_writable(output_url)
+    enc, notes = _choose_encoding(fmt, info, output_url)
+    with _open_container(source_url) as (container, _size):
+        audio = list(container.streams.audio)
+        astream = audio[info.audio.stream_index] if info.audio.stream_index < len(audio) else audio[0]
+        copied = _plan_copied_streams(fmt, enc, container, output_url, notes)
+        notes.extend(_dropped_streams(container, astream.index))
+        offset = _audio_offset_s(container, astream)
+        start_s = container.start_time / av.time_base if container.start_time else 0.0
+        metadata = _copied_tags(container.metadata)
+        audio_metadata = _copied_tags(astream.metadata)
+    if fmt.muxer == "ogg":
+        # Ogg keeps tags per stream (Vorbis comments): FFmpeg's Ogg muxer writes the stream's only,
+        # so the container's tags go to the audio stream too.
+        keys = {k.lower() for k, _ in audio_metadata}
+        audio_metadata += tuple((k, v) for k, v in metadata if k.lower() not in keys)
+    return OutputPlan(
+        source_url=source_url, output_url=output_url, format=ext, muxer=fmt.muxer,
+        muxer_options=fmt.muxer_options, codec=enc.codec, sample_format=enc.sample_format,
+        bit_depth=enc.bit_depth, bit_rate_bps=enc.bit_rate_bps, codec_options=enc.codec_options,
+        frame_size=enc.frame_size, input_sample_rate_hz=info.audio.sample_rate_hz,
+        sample_rate_hz=enc.sample_rate_hz, channels=info.audio.channels,
+        input_channel_layout=info.audio.channel_layout, channel_layout=enc.channel_layout,
+        clip=enc.codec != "pcm_f32le", audio_offset_s=offset, source_start_s=start_s,
+        copied_streams=tuple(copied), metadata=metadata, audio_metadata=audio_metadata, notes=tuple(notes),
+    )
+
+
+class MediaWriter:
+    """Encode processed audio blocks to a local file as ``plan`` says, copying the source's video.
+
+    A context manager: ``with MediaWriter(plan, path) as w: w.write(block) ...``. On a clean exit
+    the encoders and the remaining video are flushed and the file is finished; on an exception
+    everything is closed without raising a second error (the file is left incomplete: write to
+    the temporary path of :func:`atomic_output`, which deletes it).
+
+    Parameters
+    ----------
+    plan : OutputPlan
+        From :func:`plan_output`.
+    local_path : str
+        Local file to write (any name: the format comes from the plan).
+
+    Notes
+    -----
+    The blocks are the selected audio stream from its first sample, as ``stream(url)`` yields them
+    without ``start``/``end`` (they are stamped from ``plan.audio_offset_s``). The video streams
+    are read by a second demuxer on ``plan.source_url`` (opened as
+    :func:`stream` opens it, so s3:// and http(s):// work) and their packets muxed unchanged up to
+    the audio time written so far plus VIDEO_LEAD_S: nothing is read ahead, memory stays flat.
+    """
+
+    def __init__(self, plan: OutputPlan, local_path: str) -> None:
+        if not isinstance(local_path, str) or not _is_local(local_path):
+            raise InvalidParameter(f"local_path={local_path!r} must be a local path (use atomic_output for URLs)")
+        self.plan = plan
+        self.path = os.path.abspath(_local_path(local_path))  # absolute: FFmpeg reads "x:y" as a protocol
+        #: Input frames written so far.
+        self.frames_written = 0
+        #: Problems that did not stop the write (e.g. the source's video ends early).
+        self.warnings: list[str] = []
+        self._closed = False
+        self._stack = contextlib.ExitStack()
+        self._out: Any = None
+        self._demux: Iterator[Any] | None = None
+        self._next_packet: Any = None
+        self._copies: dict[int, tuple[Any, int]] = {}  # source index -> (output stream, pts shift)
+        try:
+            self._open()
+        except BaseException:
+            self._abort()
+            raise
+
+    # -- setup
+
+    def _open(self) -> None:
+        plan = self.plan
+        try:
+            self._out = av.open(self.path, "w", format=plan.muxer, container_options=dict(plan.muxer_options))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise OutputError(self.path, f"cannot create the output ({_ffmpeg_message(exc)})") from None
+        self._out.metadata.update(plan.metadata)
+        self._astream = _add_audio_stream(self._out, plan, plan.audio_metadata)
+        frame_size = 0 if self._astream.codec_context.codec.capabilities & av.codec.Capabilities.variable_frame_size \
+            else self._astream.codec_context.frame_size
+        # Blocks arrive as packed float ("flt"): PyAV's planar path mishandles 8+ channels.
+        self._resampler = av.AudioResampler(format=plan.sample_format, layout=plan.channel_layout,
+                                            rate=plan.sample_rate_hz, frame_size=frame_size or None)
+        self._pts0 = int(round(plan.audio_offset_s * plan.input_sample_rate_hz))
+        if plan.copied_streams:
+            self._open_copies()
+
+    def _open_copies(self) -> None:
+        plan = self.plan
+        for c in plan.copied_streams:
+            if c.as_attachment:  # Matroska cover art: an attached file, written with the header
+                data = _first_packet_bytes(plan.source_url, c.index)
+                if data:
+                    mimetype, ext = _COVER_MIMETYPES[c.codec]
+                    self._out.add_attachment(f"cover.{ext}", mimetype, data)
+        source, _size = self._stack.enter_context(_open_container(plan.source_url))
+        templates = [source.streams[c.index] for c in plan.copied_streams if not c.as_attachment]
+        for template in templates:
+            shift = int(round(plan.source_start_s / template.time_base)) if plan.source_start_s else 0
+            self._copies[template.index] = (_add_copied_stream(self._out, template), shift)
+        if templates:
+            self._demux = source.demux(*templates)
+            self._next_packet = self._pull()
+
+    # -- writing
+
+    @property
+    def audio_time_s(self) -> float:
+        """File time of the end of the audio written so far, seconds."""
+        return self.plan.audio_offset_s + self.frames_written / self.plan.input_sample_rate_hz
+
+    def write(self, block: np.ndarray) -> None:
+        """Encode a float32 ``(channels, frames)`` block at the input's sample rate (full scale 1.0;
+        a 1-D array for mono)."""
+        if self._closed:
+            raise AudioQCError(f"{self.plan.output_url}: write() after close()")
+        plan = self.plan
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim == 1 and plan.channels == 1:
+            block = block[np.newaxis, :]
+        if block.ndim != 2 or block.shape[0] != plan.channels:
+            raise InvalidParameter(f"{plan.output_url}: block of shape {block.shape}; expected "
+                                   f"({plan.channels}, frames)")
+        if not np.isfinite(block).all():
+            raise InvalidParameter(f"{plan.output_url}: the block holds NaN or infinite samples")
+        if plan.clip:
+            block = np.clip(block, -1.0, 1.0)
+        try:
+            for i in range(0, block.shape[1], WRITE_CHUNK_FRAMES):
+                self._write_piece(block[:, i:i + WRITE_CHUNK_FRAMES])
+                self._mux_copies_until(self.audio_time_s + VIDEO_LEAD_S)
+        except av.error.FFmpegError as exc:
+            raise OutputError(plan.output_url, f"encoding failed ({_ffmpeg_message(exc)})") from None
+
+    def _write_piece(self, piece: np.ndarray) -> None:
+        plan = self.plan
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(piece.T).reshape(1, -1), format="flt",
+                                           layout=plan.input_channel_layout)
+        frame.sample_rate = plan.input_sample_rate_hz
+        frame.time_base = Fraction(1, plan.input_sample_rate_hz)
+        frame.pts = self._pts0 + self.frames_written
+        self.frames_written += piece.shape[1]
+        for f in self._resampler.resample(frame):
+            self._encode(f)
+
+    def _encode(self, frame: Any) -> None:
+        for packet in self._astream.encode(frame):
+            self._out.mux(packet)
+
+    # -- copied streams
+
+    def _pull(self) -> Any:
+        """The next packet of the copied streams, or None at their end."""
+        assert self._demux is not None
+        while True:
+            try:
+                packet = next(self._demux)
+            except StopIteration:
+                return None
+            except (av.error.FFmpegError, OSError, EOFError) as exc:
+                self.warnings.append(f"video copy stopped at {self.audio_time_s:.3f} s: the source's "
+                                     f"demuxer failed ({_ffmpeg_message(exc)})")
+                return None
+            if packet.size:  # PyAV ends each stream with an empty flush packet
+                return packet
+
+    def _mux_copies_until(self, t_s: float) -> None:
+        """Mux copied packets whose decode time is at or before ``t_s`` (file time, seconds)."""
+        while self._next_packet is not None:
+            packet = self._next_packet
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if ts is not None and float(ts * packet.time_base) - self.plan.source_start_s > t_s:
+                return  # an attached picture has no timestamp: muxed at once
+            out_stream, shift = self._copies[packet.stream.index]
+            if shift:
+                if packet.pts is not None:
+                    packet.pts -= shift
+                if packet.dts is not None:
+                    packet.dts -= shift
+            packet.stream = out_stream
+            self._out.mux(packet)
+            self._next_packet = self._pull()
+
+    # -- closing
+
+    def close(self) -> None:
+        """Flush the encoder and the remaining video, finish the file. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for frame in self._resampler.resample(None):
+                self._encode(frame)
+            self._encode(None)
+            self._mux_copies_until(math.inf)
+            self._out.close()
+        except av.error.FFmpegError as exc:
+            self._abort()
+            raise OutputError(self.plan.output_url, f"finishing the file failed ({_ffmpeg_message(exc)})") from None
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._stack.close()
+
+    def _abort(self) -> None:
+        """Close everything, raising nothing (the error being handled is the one that matters)."""
+        self._closed = True
+        if self._out is not None:
+            with contextlib.suppress(Exception):
+                self._out.close()
+        with contextlib.suppress(Exception):
+            self._stack.close()
+
+    def __enter__(self) -> MediaWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# publishing
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its query: a presigned URL's query is a credential, kept out of messages."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "…" if parts.query else "", ""))
+
+
+def _is_http(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
+def check_writable(url: str) -> None:
+    """Cheap pre-flight check that ``url`` can be written; run before any decoding.
+
+    Local: the directory exists and is writable, and the path is not a directory. Object stores
+    (s3://, gs://, az://, ...): the bucket exists and is visible with the current credentials.
+    http(s):// (a presigned PUT URL): nothing to check without writing. Other fsspec URLs: the
+    protocol is known.
+
+    Raises
+    ------
+    OutputError
+        Naming the URL and the problem.
+    """
+    if not isinstance(url, str) or not url:
+        raise InvalidParameter(f"url={url!r} must be a non-empty string")
+    if _is_http(url):
+        return
+    if _is_local(url):
+        path = os.path.abspath(_local_path(url))
+        if os.path.isdir(path) or _local_path(url).endswith(os.sep):
+            raise OutputError(url, "is a directory, not a file")
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            raise OutputError(url, f"directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise OutputError(url, f"directory {directory} is not writable")
+        return
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise OutputError(url, f"cannot write to this URL ({exc})") from None
+    if not path or path.endswith("/"):
+        raise OutputError(url, "names a bucket or directory, not an object")
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if _BUCKET_PROTOCOLS & set(protocols):
+        bucket = path.split("/")[0]
+        try:
+            exists = fs.exists(bucket)
+        except Exception as exc:  # credential and network errors differ per backend
+            raise OutputError(url, f"cannot check bucket {bucket}: {type(exc).__name__}: {exc}") from None
+        if not exists:
+            raise OutputError(url, f"bucket {bucket} does not exist or is not accessible")
+
+
+def _new_file_mode(dest: str) -> int:
+    """Mode for the published file: the replaced file's, else 0o666 less the umask (mkstemp makes
+    0o600 files, which would hide the output from other users)."""
+    with contextlib.suppress(OSError):
+        return stat.S_IMODE(os.stat(dest).st_mode)
+    umask = None
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:  # Linux: read without changing it
+            for line in f:
+                if line.startswith("Umask:"):
+                    umask = int(line.split()[1], 8)
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _publish_local(tmp: str, url: str) -> None:
+    """fsync the file, rename it over the destination, fsync the directory."""
+    dest = os.path.abspath(_local_path(url))
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, _new_file_mode(dest))
+        os.replace(tmp, dest)
+        dir_fd = os.open(os.path.dirname(dest), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise OutputError(url, f"cannot publish the output: {exc.strerror or exc}") from None
+
+
+def _publish_http(tmp: str, url: str) -> None:
+    """One HTTP PUT of the file with its Content-Length. fsspec's HTTPFileSystem.put_file(method=
+    "put") sends the body chunked, without a Content-Length, which presigned S3 PUT URLs refuse
+    (501 NotImplemented): requests sends the file with its length."""
+    import requests
+
+    size = os.path.getsize(tmp)
+    shown = _redacted(url)
+    try:
+        with open(tmp, "rb") as f:
+            # An empty body is given as b"": requests sends an empty file object chunked.
+            response = requests.put(url, data=f if size else b"", timeout=HTTP_PUT_TIMEOUT_S)
+    except requests.RequestException as exc:
+        query = urllib.parse.urlsplit(url).query
+        message = str(exc).replace(query, "…") if query else str(exc)
+        raise OutputError(shown, f"HTTP PUT failed: {type(exc).__name__}: {message}") from None
+    if not 200 <= response.status_code < 300:
+        body = " ".join(response.text.split())[:300]
+        raise OutputError(shown, f"HTTP PUT refused: {response.status_code} {response.reason}"
+                                 + (f": {body}" if body else ""))
+
+
+def _publish_fsspec(tmp: str, url: str) -> None:
+    """One ``put_file``: s3fs sends one PUT (under 2 x its 50 MiB chunk size) or a multipart upload
+    completed only at the end (aborted on failure), so no reader ever sees a partial object."""
+    fs, path = fsspec.core.url_to_fs(url)
+    try:
+        fs.put_file(tmp, path)
+    except FileNotFoundError:
+        raise OutputError(url, "the bucket or directory does not exist") from None
+    except PermissionError:
+        raise OutputError(url, "access denied") from None
+    except Exception as exc:  # network and credential errors differ per backend
+        raise OutputError(url, f"upload failed: {type(exc).__name__}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) while active, so cleanup code runs (Python's default
+    SIGTERM action kills the process at once). Only in the main thread, and only when no handler
+    of the application's is installed."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def atomic_output(url: str) -> Iterator[str]:
+    """Yield a local temporary path to write; publish it at ``url`` in one step on a clean exit.
+
+    Local destination: the temporary file is ``.<name>.<random>.part`` in the destination's
+    directory, fsynced and renamed over it (``os.replace``). Remote fsspec URL (s3://, gs://, ...):
+    the temporary file (in the system's temp directory) is uploaded in one ``put_file``. http(s)://
+    (a presigned PUT URL): one HTTP PUT. On an exception, KeyboardInterrupt or SIGTERM (turned into
+    SystemExit(143) while inside, when the application has no handler of its own), the temporary
+    file is deleted and nothing is created at ``url``. A SIGKILL leaves the ``.part`` file (the
+    destination is untouched).
+
+    Raises
+    ------
+    OutputError
+        The destination cannot be written (checked first with :func:`check_writable`) or the
+        publication failed (an HTTP error gives its status).
+    """
+    check_writable(url)
+    if _is_local(url):
+        dest = os.path.abspath(_local_path(url))
+        directory, prefix, suffix = os.path.dirname(dest), f".{os.path.basename(dest)[:120]}.", ".part"
+    else:
+        # The destination's name ends the temporary name, so backends that guess a Content-Type
+        # from the file name (s3fs) guess it from the right extension.
+        name = os.path.basename(urllib.parse.urlsplit(url).path)[-120:]
+        directory, prefix, suffix = None, "audioqc-", f".part-{name}"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    except OSError as exc:
+        raise OutputError(url, f"cannot create a temporary file: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        with _sigterm_raises():
+            yield tmp
+            if _is_local(url):
+                _publish_local(tmp, url)
+            elif _is_http(url):
+                _publish_http(tmp, url)
+            else:
+                _publish_fsspec(tmp, url)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
