@@ -59,6 +59,7 @@ import io as _io
 import math
 import numbers
 import tarfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -68,7 +69,7 @@ import numpy as np
 
 from .errors import InvalidParameter
 
-__all__ = ["Denoiser", "denoise", "DEFAULT_AMOUNT", "MODEL_RATE_HZ", "DELAY_SAMPLES", "amount_to_atten_lim_db",
+__all__ = ["Denoiser", "denoise", "denoise_file", "DenoiseResult", "NoiseReductionMeter", "DEFAULT_AMOUNT", "MODEL_RATE_HZ", "DELAY_SAMPLES", "amount_to_atten_lim_db",
            "validate_amount", "model_info"]
 
 #: The rate DeepFilterNet3 runs at, Hz (its config.ini: ``[df] sr``).
@@ -687,3 +688,113 @@ class NoiseReductionMeter:
         if total_in <= 0.0 or total_out <= 0.0:
             return None
         return 10.0 * math.log10(total_in / total_out)
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+@dataclass(frozen=True)
+class DenoiseResult:
+    """What :func:`denoise_file` did. ``to_dict`` gives the ``audioqc denoise`` JSON."""
+
+    input_url: str
+    output_url: str
+    amount: int
+    duration_s: float
+    format: str
+    codec: str
+    sample_rate_hz: int
+    channels: int
+    elapsed_s: float
+    noise_reduction_db: float | None
+    truncated: bool
+    warnings: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input_url, "output": self.output_url, "amount": self.amount,
+                "duration": round(self.duration_s, 6), "format": self.format, "codec": self.codec,
+                "elapsed_s": round(self.elapsed_s, 3),
+                "noise_reduction_db": None if self.noise_reduction_db is None else round(self.noise_reduction_db, 2)}
+
+
+class _Fifo:
+    """Input blocks kept until the denoiser's output for them comes out (for the meter)."""
+
+    def __init__(self, channels: int) -> None:
+        self._data = np.zeros((channels, 0), np.float32)
+
+    def push(self, x: np.ndarray) -> None:
+        self._data = np.concatenate((self._data, x), axis=1)
+
+    def pop(self, n: int) -> np.ndarray:
+        out, self._data = self._data[:, :n], self._data[:, n:]
+        return out
+
+
+def denoise_file(url_in: str, url_out: str, *, amount: int = DEFAULT_AMOUNT, format: str | None = None,
+                 stream_index: int | None = None, measure: bool = True,
+                 progress: Any = None) -> DenoiseResult:
+    """Denoise a media file into another: any format FFmpeg reads in, any it writes out.
+
+    Parameters
+    ----------
+    url_in, url_out : str
+        Local paths or fsspec URLs (``s3://``, ...); ``url_out`` may also be a presigned
+        ``https://`` PUT URL. The output may not be the input.
+    amount : int
+        1..100 (the noise-removal API's ``noiseReductionAmount``; 100: full reduction).
+    format : str, optional
+        Output format (``wav``, ``flac``, ``mp3``, ``m4a``, ``opus``, ``mp4``, ...); default: the
+        output's extension. See :data:`audiolib.io.OUTPUT_FORMATS`.
+    stream_index : int, optional
+        The audio stream to denoise (0-based among audio streams); default FFmpeg's default one.
+    measure : bool
+        Measure ``noise_reduction_db`` (the level drop of the non-speech frames; a voice-activity
+        pass over input and output, ~2 % of the time).
+    progress : callable, optional
+        Called as ``progress(seconds_done, seconds_total_or_None)`` after each block.
+
+    Everything that can be checked is checked before any decoding (the amount, the input's
+    headers, the output format and what it can hold, that the output is writable). The output
+    is written atomically (:func:`audiolib.io.atomic_output`): a failed or killed denoise leaves
+    nothing at ``url_out``. Video streams are copied unchanged when the output can hold them.
+    """
+    from . import io
+
+    amount = validate_amount(amount)
+    started = time.perf_counter()
+    info = io.probe(url_in, stream_index=stream_index)
+    plan = io.plan_output(info, url_out, format=format, source_url=url_in)
+    _model()  # a broken model install fails here, before anything is written
+    total_s = info.audio.duration_s
+    warnings: list[str] = list(plan.notes)
+    with io.atomic_output(url_out) as tmp:
+        with io.stream(url_in, stream_index=stream_index) as s:
+            denoiser = Denoiser(s.sample_rate, s.channel_names or s.channels, amount=amount)
+            meter = NoiseReductionMeter(s.sample_rate, s.channels) if measure else None
+            fifo = _Fifo(s.channels) if measure else None
+            with io.MediaWriter(plan, tmp) as writer:
+                def emit(y: np.ndarray) -> None:
+                    if y.shape[1]:
+                        writer.write(y)
+                        if meter is not None and fifo is not None:
+                            meter.push(fifo.pop(y.shape[1]), y)
+
+                for block in s:
+                    if fifo is not None:
+                        fifo.push(block)
+                    emit(denoiser.push(block))
+                    if progress is not None:
+                        progress(denoiser.frames_in / s.sample_rate, total_s)
+                emit(denoiser.flush())
+            warnings += writer.warnings
+            report = s.report
+    if report.truncated and report.problem:
+        warnings.append(report.problem)
+    warnings += report.warnings
+    return DenoiseResult(
+        input_url=url_in, output_url=url_out, amount=amount, duration_s=denoiser.frames_out / denoiser.sample_rate,
+        format=plan.format, codec=plan.codec, sample_rate_hz=plan.sample_rate_hz, channels=plan.channels,
+        elapsed_s=time.perf_counter() - started, noise_reduction_db=meter.result() if meter is not None else None,
+        truncated=report.truncated, warnings=tuple(warnings))

@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="analyse every file even if unchanged since an earlier run")
     p.add_argument("--verbose", action="store_true", help="show Prefect's logs")
 
+    p = sub.add_parser("denoise", help="remove noise from speech (DeepFilterNet3); any format out, video kept")
+    p.add_argument("input", help="local path or fsspec URL")
+    p.add_argument("output", help="local path, fsspec URL or presigned https:// PUT URL (written atomically)")
+    p.add_argument("--amount", default="100", metavar="N",
+                   help="noise reduction 1..100: at most N dB removed anywhere, 100 = full (default)")
+    p.add_argument("--format", default=None, metavar="EXT",
+                   help="output format (wav, flac, mp3, m4a, aac, opus, ogg, mka, mkv, webm, mp4, mov); "
+                        "default: the output's extension")
+    p.add_argument("--stream", type=_nonneg_int, default=None, metavar="N",
+                   help="audio stream to denoise, 0-based among audio streams (default: the default stream)")
+
     p = sub.add_parser("diagnose", help="every analysis in one decode pass")
     p.add_argument("urls", nargs="+", metavar="url")
     add_common(p)
@@ -255,6 +266,39 @@ def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:
     return cells + [status]
 
 
+def _amount(text: str) -> int:
+    from audiolib.errors import InvalidParameter
+
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidParameter(f"--amount={text!r} must be an integer from 1 to 100") from None
+
+
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from audiolib.denoise import denoise_file, validate_amount
+
+    amount = validate_amount(_amount(args.amount))
+    err = Console(stderr=True)
+    with Progress("[progress.description]{task.description}", BarColumn(), "{task.percentage:>3.0f}%",
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        task_id = bar.add_task("denoising", total=None)
+
+        def progress(done_s: float, total_s: float | None) -> None:
+            bar.update(task_id, completed=done_s, total=total_s or None)
+
+        result = denoise_file(args.input, args.output, amount=amount, format=args.format,
+                              stream_index=args.stream, progress=progress)
+    for message in result.warnings:
+        _warn(f"{args.input}: {message}")
+    print(dumps(result.to_dict()))
+    return 0
+
+
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     from audiolib.diagnose import DiagnoseOptions, diagnose, parse_blocks
 
@@ -340,7 +384,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "format": _cmd_format,
-             "audit": _cmd_audit, "diagnose": _cmd_diagnose}
+             "audit": _cmd_audit, "denoise": _cmd_denoise, "diagnose": _cmd_diagnose}
 
 
 #: Options whose values start with "-" (``--noise -30dB``), which argparse would take for flags.
@@ -378,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: out of memory", file=sys.stderr)
         return 1
     except Exception as exc:  # a bug: still one line, never a traceback
-        target = getattr(args, "url", None) or ",".join(getattr(args, "urls", []) or [])
+        target = (getattr(args, "url", None) or getattr(args, "input", None)
+                  or ",".join(getattr(args, "urls", []) or []))
         print(f"{PROG}: internal error: {target}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
