@@ -11,6 +11,10 @@ A policy is a YAML file::
         severity: fail                      # fail | warn
         advice: "Normalise the programme to -23 LUFS ..."
         when_missing: warn                  # fail | warn | pass: what a null metric means (default warn)
+        remedy: loudness                    # optional: the remedy that repairs it (audioqc.remedies)
+    remedies:                               # optional: each named remedy's parameters
+      loudness: {target_lufs: -23.0, true_peak_max_dbtp: -1.0}
+      denoise: {amount: 100}
 
 Conditions, by the metric's Arrow type (checked when the policy loads):
 
@@ -23,7 +27,8 @@ Conditions, by the metric's Arrow type (checked when the policy loads):
 
 Nested columns (structs, maps, lists of structs) take no rules. Everything is validated on load:
 an unknown metric (with close names suggested), an unknown key, a condition or operand that does not
-fit the metric's type, a bad severity, no rules or malformed YAML raise
+fit the metric's type, a bad severity, an unknown remedy or remedy parameter, a remedy named by a
+rule whose parameters have no default (the loudness target), no rules or malformed YAML raise
 :class:`~audiolib.errors.InvalidParameter` naming the file and the problem, so a typo never turns
 into a silent pass.
 
@@ -46,21 +51,23 @@ import yaml
 
 from audiolib.errors import InvalidParameter
 
+from .remedies import REMEDY_ORDER, Remedy
+from .remedies import validate as validate_remedy
 from .report import metric_columns, metric_type
 
 SEVERITIES = ("fail", "warn")
 WHEN_MISSING = ("fail", "warn", "pass")
 VERDICTS = ("pass", "warn", "fail")
 #: Keys of one reason in :attr:`Verdict.reasons` (the report's ``verdict_reasons`` struct).
-REASON_KEYS = ("metric", "rule", "severity", "advice", "value")
+REASON_KEYS = ("metric", "rule", "severity", "advice", "value", "remedy")
 
 _NUMBER_OPS = ("between", "min", "max", "equals", "not_equals", "in", "not_in")
 _STRING_OPS = ("equals", "not_equals", "in", "not_in")
 _BOOL_OPS = ("equals", "not_equals", "is_true", "is_false")
 _LIST_OPS = ("contains", "not_contains", "empty")
 OPERATORS = tuple(dict.fromkeys(_NUMBER_OPS + _BOOL_OPS + _LIST_OPS))
-_RULE_KEYS = ("metric", "severity", "advice", "when_missing", *OPERATORS)
-_POLICY_KEYS = ("name", "description", "source", "rules")
+_RULE_KEYS = ("metric", "severity", "advice", "when_missing", "remedy", *OPERATORS)
+_POLICY_KEYS = ("name", "description", "source", "rules", "remedies")
 _SYMBOLS = {"min": ">=", "max": "<=", "equals": "==", "not_equals": "!="}
 
 
@@ -82,6 +89,7 @@ class Rule:
     severity: str
     advice: str
     when_missing: str = "warn"
+    remedy: str | None = None
 
     def describe(self) -> str:
         """The condition as text: ``between [-24.0, -22.0]``, ``<= -1.0``, ``== 0``."""
@@ -136,11 +144,22 @@ class Policy:
     description: str
     source: str
     rules: tuple[Rule, ...]
+    #: Parameters of every remedy a rule names (validated; :mod:`audioqc.remedies`), by name.
+    remedies: tuple[tuple[str, Remedy], ...] = ()
 
     @property
     def metrics(self) -> tuple[str, ...]:
         """Metric columns the policy reads, in rule order, without repeats."""
         return tuple(dict.fromkeys(r.metric for r in self.rules))
+
+    def remedy(self, name: str) -> Remedy:
+        return dict(self.remedies)[name]
+
+    def remedies_for(self, verdict: Verdict) -> tuple[Remedy, ...]:
+        """The remedies named by the rules a verdict did not meet, in the order they are applied
+        (:data:`audioqc.remedies.REMEDY_ORDER`); empty for a pass or when no failed rule has one."""
+        named = {r.get("remedy") for r in verdict.reasons if r.get("remedy")}
+        return tuple(self.remedy(n) for n in REMEDY_ORDER if n in named)
 
 
 @dataclass(frozen=True)
@@ -148,8 +167,9 @@ class Verdict:
     """The verdict on one file: ``"pass"``, ``"warn"`` or ``"fail"``.
 
     ``reasons`` holds one dict per rule not met, with the keys of :data:`REASON_KEYS`:
-    ``metric``, ``rule`` (the condition as text), ``severity`` (``fail``/``warn``), ``advice``
-    and ``value`` (the measured value, ``None`` when it could not be measured).
+    ``metric``, ``rule`` (the condition as text), ``severity`` (``fail``/``warn``), ``advice``,
+    ``value`` (the measured value, ``None`` when it could not be measured) and ``remedy`` (the
+    remedy the rule names, or ``None``).
     """
 
     verdict: str
@@ -200,10 +220,11 @@ def evaluate(policy: Policy, row: Mapping[str, Any]) -> Verdict:
                 "advice": f"{rule.metric} could not be measured for this file, so the rule "
                           f"'{rule.describe()}' was not checked. {rule.advice}",
                 "value": None,
+                "remedy": None,  # nothing measured: nothing a remedy could be sure to repair
             })
         elif not rule.holds(value):
             reasons.append({"metric": rule.metric, "rule": rule.describe(), "severity": rule.severity,
-                            "advice": rule.advice, "value": value})
+                            "advice": rule.advice, "value": value, "remedy": rule.remedy})
     severities = {r["severity"] for r in reasons}
     verdict = "fail" if "fail" in severities else "warn" if severities else "pass"
     return Verdict(verdict, tuple(reasons))
@@ -342,7 +363,31 @@ def policy_from_dict(data: Any, *, source: str = "<policy>") -> Policy:
     columns = metric_columns()
     parsed = tuple(_rule(r, i, source, columns) for i, r in enumerate(rules, 1))
     return Policy(name=name, description=data.get("description", "") or "",
-                  source=data.get("source", "") or "", rules=parsed)
+                  source=data.get("source", "") or "", rules=parsed,
+                  remedies=_remedies(data.get("remedies"), parsed, source))
+
+
+def _remedies(raw: Any, rules: tuple[Rule, ...], source: str) -> tuple[tuple[str, Remedy], ...]:
+    """The policy's ``remedies`` mapping, validated, with every remedy a rule names present (its
+    defaults where the policy gives no parameters)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise InvalidParameter(f"{source}: 'remedies' is a mapping of remedy name -> parameters, got {raw!r}")
+    named = {r.remedy for r in rules if r.remedy}
+    speech = any(r.remedy == "loudness" and r.metric == "loudness_speech_integrated_lufs" for r in rules)
+    out: dict[str, Remedy] = {}
+    for name in REMEDY_ORDER:
+        if name in raw or name in named:
+            if name not in raw and name == "loudness":
+                users = ", ".join(r.metric for r in rules if r.remedy == name)
+                raise InvalidParameter(f"{source}: rules on {users} name remedy 'loudness', which needs "
+                                       f"'remedies: {{loudness: {{target_lufs: ...}}}}' (no default target fits every spec)")
+            out[name] = validate_remedy(name, raw.get(name), f"{source}: remedies", gating="speech" if speech else "level")
+    for name in raw:
+        if name not in REMEDY_ORDER:
+            validate_remedy(str(name), raw[name], f"{source}: remedies")  # raises: unknown remedy
+    return tuple(out.items())
 
 
 def _no_unknown_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
@@ -405,8 +450,13 @@ def _rule(raw: Any, index: int, source: str, columns: list[str]) -> Rule:
     when_missing = raw.get("when_missing", "warn")
     if when_missing not in WHEN_MISSING:
         raise InvalidParameter(f"{where}: when_missing must be one of {', '.join(WHEN_MISSING)}, got {when_missing!r}")
+    remedy = raw.get("remedy")
+    if remedy is not None and remedy not in REMEDY_ORDER:
+        close = difflib.get_close_matches(str(remedy), REMEDY_ORDER, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidParameter(f"{where}: unknown remedy {remedy!r}{hint}; remedies: {', '.join(REMEDY_ORDER)}")
     return Rule(metric=metric, op=op, operand=operand, severity=severity, advice=" ".join(advice.split()),
-                when_missing=when_missing)
+                when_missing=when_missing, remedy=remedy)
 
 
 def _scalar(value: Any, kind: str, dtype: pa.DataType, where: str, what: str) -> Any:

@@ -11,7 +11,10 @@ Columns
   ``mtime`` (UTC), ``size_bytes``, ``status`` (``ok``/``error``), ``error``, ``audioqc_version``,
   ``analysis_version``;
 - the policy verdict: ``verdict`` (``pass``/``warn``/``fail``, null without a policy) and
-  ``verdict_reasons`` (a list of ``{metric, rule, severity, advice, value}``);
+  ``verdict_reasons`` (a list of ``{metric, rule, severity, advice, value, remedy}``);
+- the remedy branch: ``stage`` (``original``; ``remedied`` for a file fixed by the policy's
+  remedies and diagnosed again), ``original_url`` (the file it was made from) and ``remedies``
+  (what was applied, as text: ``denoise(amount=100)``); null in reports older than schema 3;
 - metrics: every field of every block's result, named ``{block}_{field}`` with the field's own
   units (``loudness_integrated_lufs``, ``loudness_true_peak_dbtp``, ``clipping_events``,
   ``silence_percentage``, ``media_info_audio_sample_rate_hz``, ...). A nested result object is
@@ -46,11 +49,13 @@ import pyarrow.parquet as pq
 from audiolib import ANALYSIS_VERSION, __version__
 from audiolib.diagnose import RESULT_TYPES, DiagnoseResult
 
-SCHEMA_VERSION = 2  # 2: perceptual blocks (quality_score, noise_score, speech, music, other)
+SCHEMA_VERSION = 3  # 2: perceptual blocks; 3: remedies (stage, original_url, remedies, reasons' remedy)
 PARTITION = "run_date"
 
 _REASON = pa.struct([("metric", pa.string()), ("rule", pa.string()), ("severity", pa.string()),
-                     ("advice", pa.string()), ("value", pa.string())])
+                     ("advice", pa.string()), ("value", pa.string()), ("remedy", pa.string())])
+#: ``stage`` of a first-pass row and of the row of a file remedied and diagnosed again.
+STAGES = ("original", "remedied")
 PROVENANCE_FIELDS: list[pa.Field] = [
     pa.field("schema_version", pa.int32(), nullable=False),
     pa.field("run_id", pa.string(), nullable=False),
@@ -65,6 +70,10 @@ PROVENANCE_FIELDS: list[pa.Field] = [
     pa.field("analysis_version", pa.string(), nullable=False),
     pa.field("verdict", pa.string()),
     pa.field("verdict_reasons", pa.list_(_REASON)),
+    # the remedy branch (schema 3; null in older reports, where every row is an original)
+    pa.field("stage", pa.string()),
+    pa.field("original_url", pa.string()),
+    pa.field("remedies", pa.list_(pa.string())),
 ]
 #: Fields of result classes that say how a value was computed rather than what was measured.
 _SKIP_FIELDS = {("media_info", "url")}
@@ -232,7 +241,7 @@ class RunInfo:
         return self.run_time.strftime("%Y-%m-%d")
 
 
-REASON_KEYS = ("metric", "rule", "severity", "advice", "value")
+REASON_KEYS = ("metric", "rule", "severity", "advice", "value", "remedy")
 
 
 def format_reasons(reasons: Iterable[Mapping[str, Any]]) -> list[dict[str, str | None]]:
@@ -252,8 +261,15 @@ def format_reasons(reasons: Iterable[Mapping[str, Any]]) -> list[dict[str, str |
 
 def make_row(run: RunInfo, source_url: str, *, etag: str | None, mtime: datetime | None,
              size_bytes: int | None, result: DiagnoseResult | None = None, error: str | None = None,
-             verdict: str | None = None, reasons: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """One report row: provenance, verdict and (for ``status == "ok"``) every metric."""
+             verdict: str | None = None, reasons: Iterable[Mapping[str, Any]] = (),
+             stage: str = "original", original_url: str | None = None,
+             remedies: Sequence[str] | None = None) -> dict[str, Any]:
+    """One report row: provenance, verdict and (for ``status == "ok"``) every metric.
+
+    ``stage`` is ``original`` for a file of the collection, ``remedied`` for the file a remedy made
+    of ``original_url`` (with the ``remedies`` applied, as text)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage={stage!r}: one of {STAGES}")
     metrics = flatten(result) if result is not None else dict.fromkeys(metric_columns())
     return {
         "schema_version": SCHEMA_VERSION,
@@ -269,6 +285,9 @@ def make_row(run: RunInfo, source_url: str, *, etag: str | None, mtime: datetime
         "analysis_version": ANALYSIS_VERSION,
         "verdict": verdict,
         "verdict_reasons": format_reasons(reasons),
+        "stage": stage,
+        "original_url": original_url,
+        "remedies": list(remedies) if remedies is not None else None,
         **metrics,
     }
 

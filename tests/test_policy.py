@@ -480,3 +480,96 @@ def test_name_defaults_to_the_file_stem(tmp_path):
 def test_parse_policy_text_names_its_source():
     with pytest.raises(InvalidParameter, match=r"^inline: malformed YAML"):
         parse_policy("rules: [", source="inline")
+
+
+# ----------------------------------------------------------------------------------------------
+# remedies
+
+
+REMEDY_POLICY = """
+name: remedies
+rules:
+  - metric: loudness_integrated_lufs
+    between: [-24.0, -22.0]
+    severity: fail
+    advice: normalise
+    remedy: loudness
+  - metric: noise_score_snr_db
+    min: 20.0
+    severity: warn
+    advice: denoise
+    remedy: denoise
+  - metric: clipping_events
+    equals: 0
+    severity: fail
+    advice: re-record
+remedies:
+  loudness: {target_lufs: -23.0, true_peak_max_dbtp: -1.0}
+  denoise: {amount: 100}
+"""
+
+
+def test_remedies_parse_and_the_failed_rules_name_them_in_order():
+    p = parse_policy(REMEDY_POLICY, source="r.yaml")
+    assert [r.text for _, r in p.remedies] == ["denoise(amount=100)", "loudness(target_lufs=-23.0, true_peak_max_dbtp=-1.0)"]
+    v = evaluate(p, {"loudness_integrated_lufs": -18.0, "noise_score_snr_db": 10.0, "clipping_events": 3})
+    assert [r["remedy"] for r in v.reasons] == ["loudness", "denoise", None]
+    assert [r.name for r in p.remedies_for(v)] == ["denoise", "loudness"]  # denoise first
+    only_clipping = evaluate(p, {"loudness_integrated_lufs": -23.0, "noise_score_snr_db": 30.0, "clipping_events": 3})
+    assert p.remedies_for(only_clipping) == ()  # no remedy repairs clipping
+    assert p.remedies_for(evaluate(p, {"loudness_integrated_lufs": -23.0, "noise_score_snr_db": 30.0,
+                                       "clipping_events": 0})) == ()
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d["rules"][0].update(remedy="loudnes"), "unknown remedy 'loudnes' (did you mean 'loudness'?)"),
+    (lambda d: d["remedies"].update(declip={}), "unknown remedy 'declip'"),
+    (lambda d: d["remedies"]["loudness"].pop("target_lufs"), "needs target_lufs"),
+    (lambda d: d.pop("remedies"), "needs 'remedies: {loudness: {target_lufs: ...}}'"),
+    (lambda d: d["remedies"]["loudness"].update(target_lufs=-90.0), "target_lufs=-90.0 must be from -70 to 0"),
+    (lambda d: d["remedies"]["loudness"].update(true_peak_max_dbtp="loud"), "true_peak_max_dbtp must be a number"),
+    (lambda d: d["remedies"]["loudness"].update(gating="dialogue"), "gating='dialogue'"),
+    (lambda d: d["remedies"]["denoise"].update(amount=0), "amount=0 must be an integer from 1 to 100"),
+    (lambda d: d["remedies"]["denoise"].update(amount=50.5), "amount=50.5"),
+    (lambda d: d["remedies"]["denoise"].update(strength=3), "unknown parameter(s) 'strength'"),
+    (lambda d: d["remedies"]["denoise"].update(format="doc"), "format='doc' is not an output format"),
+    (lambda d: d.update(remedies=["denoise"]), "'remedies' is a mapping"),
+])
+def test_bad_remedies_are_clear_errors_naming_the_file(edit, words):
+    data = yaml.safe_load(REMEDY_POLICY)
+    edit(data)
+    with pytest.raises(InvalidParameter) as exc:
+        policy_from_dict(data, source="bad.yaml")
+    assert str(exc.value).startswith("bad.yaml:")
+    assert words in str(exc.value)
+
+
+def test_denoise_defaults_and_speech_gating_follows_the_rule():
+    data = yaml.safe_load(REMEDY_POLICY)
+    data["remedies"].pop("denoise")
+    assert policy_from_dict(data, source="x").remedy("denoise").options == {"amount": 100}
+    data["rules"][0]["metric"] = "loudness_speech_integrated_lufs"
+    assert policy_from_dict(data, source="x").remedy("loudness").options["gating"] == "speech"
+
+
+@pytest.mark.parametrize("name, target, ceiling", [("ebu-r128", -23.0, -1.0), ("atsc-a85", -24.0, -2.0),
+                                                   ("podcast", -16.0, -1.0), ("streaming-music", -14.0, -1.0),
+                                                   ("film-dialogue", -27.0, -2.0)])
+def test_presets_remedy_loudness_with_their_own_target_and_ceiling(name, target, ceiling):
+    p = load_policy(name)
+    opts = p.remedy("loudness").options
+    assert (opts["target_lufs"], opts["true_peak_max_dbtp"]) == (target, ceiling)
+    for rule in p.rules:
+        if rule.metric.startswith(("clipping", "dropouts", "bandwidth", "media_info")):
+            assert rule.remedy is None, (name, rule.metric)  # no honest automatic repair
+        if rule.metric in ("loudness_integrated_lufs", "loudness_speech_integrated_lufs", "loudness_true_peak_dbtp"):
+            assert rule.remedy == "loudness"
+
+
+def test_speech_presets_denoise_their_noise_and_quality_rules():
+    for name in ("clean-speech", "podcast"):
+        p = load_policy(name)
+        assert {r.metric for r in p.rules if r.remedy == "denoise"} >= {"noise_score_snr_db"}
+        assert p.remedy("denoise").options["amount"] == 100
+    assert {r.metric for r in load_policy("clean-speech").rules if r.remedy == "denoise"} == {
+        "noise_score_snr_db", "quality_score_average"}

@@ -76,7 +76,7 @@ def test_write_and_read_back_with_three_readers(result, tmp_path):
     ok = frame[frame.status == "ok"].iloc[0]
     assert ok["clipping_events"] == 800 and ok["verdict"] == "fail"
     assert ok["audioqc_version"] == __version__ and ok["analysis_version"] == ANALYSIS_VERSION
-    assert list(ok["verdict_reasons"][0].keys()) == ["metric", "rule", "severity", "advice", "value"]
+    assert list(ok["verdict_reasons"][0].keys()) == ["metric", "rule", "severity", "advice", "value", "remedy"]
     data = pads.dataset(dest, format="parquet", partitioning="hive")
     assert data.to_table().num_rows == 2
     import duckdb
