@@ -394,6 +394,158 @@ int64_t aq_long_runs(const float *x, int64_t nch, int64_t n, int64_t stride, flo
     return count;
 }
 
+/*
+ * True-peak limiter (audiolib/normalize.py): detection, gain computer and smoothing.
+ */
+
+/* Interval peaks of a linked (all channels) oversampled signal, for the limiter's detector.
+ * x: nch rows, row stride `stride`, samples start..start+n of each row. Window i (0 <= i <
+ * n - ntap + 1, ntap = 12 or 24) covers x[i .. i + ntap - 1]; with h = ntap / 2 its interval is the
+ * one between x[i + h - 1] and x[i + h], and its peak the largest absolute value over every channel
+ * of those two samples and of the nph interpolated values sum_k taps[p][k] x[i + k] (the phases
+ * place their values inside the interval). out[i] receives it (the larger of it and out[i] with
+ * `accumulate`, so two sets of phases can share out). Only values above `thresh` matter to the
+ * caller: chunks of `chunk` windows whose sample peak times bound_gain (max over phases of
+ * sum |taps|, at least 1) cannot exceed `thresh` are not interpolated, and get 0 (are left as they
+ * are with `accumulate`): a signal far under the limiter's threshold costs one scan. */
+#define AQ_TP_PHASE_LOOP(NT)                                                            \
+    do {                                                                                \
+        for (int64_t i = lo; i < hi; i++) {                                             \
+            const float *s_ = xc + i;                                                   \
+            float acc = 0.0f;                                                           \
+            _Pragma("GCC unroll 24")                                                    \
+            for (int k = 0; k < (NT); k++) acc += s_[k] * h[k];                         \
+            const float a_ = fabsf(acc);                                                \
+            out[i] = a_ > out[i] ? a_ : out[i];                                         \
+        }                                                                               \
+    } while (0)
+
+AQ_CLONES void aq_tp_intervals(const float *x, int64_t nch, int64_t stride, int64_t start, int64_t n,
+                               const float *taps, int64_t nph, int64_t ntap, float bound_gain, float thresh,
+                               int64_t chunk, int accumulate, float *out)
+{
+    const int64_t n_out = n - ntap + 1, half = ntap / 2;
+    if (n_out <= 0 || (ntap != 12 && ntap != 24)) return;
+    for (int64_t lo = 0; lo < n_out; lo += chunk) {
+        const int64_t hi = lo + chunk < n_out ? lo + chunk : n_out;
+        uint32_t mb = 0; /* max |x| over the chunk's windows, as bits (vectorises; see phase_max) */
+        for (int64_t c = 0; c < nch; c++) {
+            const float *xc = x + c * stride + start;
+            for (int64_t i = lo; i < hi + ntap - 1; i++) {
+                uint32_t bits;
+                memcpy(&bits, xc + i, sizeof bits);
+                bits &= 0x7fffffffu;
+                mb = bits > mb ? bits : mb;
+            }
+        }
+        if (aq_abs_bits_max_to_float(mb) * bound_gain <= thresh) {
+            if (!accumulate) for (int64_t i = lo; i < hi; i++) out[i] = 0.0f;
+            continue;
+        }
+        if (!accumulate) for (int64_t i = lo; i < hi; i++) out[i] = 0.0f;
+        for (int64_t c = 0; c < nch; c++) {
+            const float *xc = x + c * stride + start;
+            for (int64_t i = lo; i < hi; i++) {
+                const float a = fabsf(xc[i + half - 1]), b = fabsf(xc[i + half]);
+                const float s = a > b ? a : b;
+                out[i] = s > out[i] ? s : out[i];
+            }
+            for (int64_t p = 0; p < nph; p++) {
+                const float *h = taps + ntap * p;
+                if (ntap == 12) AQ_TP_PHASE_LOOP(12);
+                else AQ_TP_PHASE_LOOP(24);
+            }
+        }
+    }
+}
+
+/*
+ * The limiter's gain envelope: hold, then release. r (n values) is the gain each sample needs
+ * (<= 1), the first L - 1 being history (the values before the first new position). For each new
+ * position j (L - 1 <= j < n): M = min(r[j - L + 1 .. j]) (the need of any sample up to L - 1
+ * ahead, held for L samples: a running minimum over a monotonic deque, O(1) per sample), then
+ * env = min(M, M + coef * (env_prev - M)): down at once, back up towards M exponentially
+ * (coef = exp(-1 / release samples)); within `snap` of 1 it is 1, so the gain returns exactly to
+ * unity. env[j - L + 1] receives it; returns the last env. ws: L int64 of workspace.
+ */
+double aq_limiter_envelope(const double *r, int64_t n, int64_t L, double coef, double env_prev, double snap,
+                           double *env, int64_t *ws)
+{
+    int64_t head = 0, count = 0; /* deque of indices into r (ring of L), values increasing from head */
+    for (int64_t j = 0; j < n; j++) {
+        const double v = r[j];
+        if (count > 0 && ws[head] <= j - L) { head = head + 1 == L ? 0 : head + 1; count--; }
+        while (count > 0) {
+            int64_t back = head + count - 1;
+            if (back >= L) back -= L;
+            if (r[ws[back]] < v) break;
+            count--;
+        }
+        int64_t slot = head + count;
+        if (slot >= L) slot -= L;
+        ws[slot] = j;
+        count++;
+        if (j < L - 1) continue;
+        const double m = r[ws[head]];
+        double e = m + coef * (env_prev - m);
+        e = e < m ? e : m;
+        if (e > 1.0 - snap) e = 1.0;
+        env[j - L + 1] = e;
+        env_prev = e;
+    }
+    return env_prev;
+}
+
+/*
+ * Smoothed gain: g[j] = 1 - sum_k w[k] (1 - env[j + k]) for 0 <= j < n - L + 1 (w: L weights
+ * >= 0 summing to 1, the raised-cosine attack), written as the shortfall from 1 so that where the
+ * whole window is at unity the gain is exactly 1.0 (and the window is not summed at all). The runs
+ * of positions whose window holds a value under 1 are summed in float32 (the shortfall 1 - env and
+ * the weights; sums of L terms good to ~1e-6 of the shortfall, 1e-5 dB), in tiles of
+ * AQ_SMOOTH_TILE positions kept in registers while the taps stream past (the compiler vectorises
+ * over the tile's positions). Every position's sum is taken in the same order, k = 0 .. L - 1,
+ * whatever the tiling, so the result does not depend on where a run or a block starts.
+ * ws: n + AQ_SMOOTH_TILE (64) float32 of workspace. wf: the weights as float32.
+ */
+#define AQ_SMOOTH_TILE 64
+AQ_CLONES void aq_limiter_smooth(const double *env, int64_t n, const float *wf, int64_t L, double *g, float *ws)
+{
+    const int64_t n_out = n - L + 1;
+    if (n_out <= 0) return;
+    float *u = ws;
+    for (int64_t i = 0; i < n; i++) u[i] = (float)(1.0 - env[i]);
+    for (int64_t i = n; i < n + AQ_SMOOTH_TILE; i++) u[i] = 0.0f;
+    int64_t j = 0;
+    while (j < n_out) {
+        /* first position whose window [j, j + L) holds a value under 1 */
+        int64_t first_low = -1;
+        for (int64_t i = j; i < n; i++) if (env[i] < 1.0) { first_low = i; break; }
+        const int64_t a = first_low < 0 ? n_out : (first_low - L + 1 > j ? first_low - L + 1 : j);
+        for (int64_t i = j; i < a; i++) g[i] = 1.0;
+        if (a >= n_out) break;
+        /* the run ends where L consecutive values are 1 again */
+        int64_t ones = 0, i = first_low + 1;
+        for (; i < n && ones < L; i++) ones = env[i] < 1.0 ? 0 : ones + 1;
+        /* positions a .. b - 1 have a value under 1 in their window */
+        int64_t b = (ones >= L ? i - L : n);
+        if (b > n_out) b = n_out;
+        for (int64_t q = a; q < b; q += AQ_SMOOTH_TILE) {
+            /* always a whole tile (u is padded with zeros), so every position is computed by the
+             * same vector instructions, wherever the tile starts */
+            float acc[AQ_SMOOTH_TILE];
+            for (int t = 0; t < AQ_SMOOTH_TILE; t++) acc[t] = 0.0f;
+            for (int64_t k = 0; k < L; k++) {
+                const float wk = wf[k];
+                const float *e = u + q + k;
+                for (int t = 0; t < AQ_SMOOTH_TILE; t++) acc[t] += wk * e[t];
+            }
+            const int64_t m = b - q < AQ_SMOOTH_TILE ? b - q : AQ_SMOOTH_TILE;
+            for (int64_t t = 0; t < m; t++) g[q + t] = 1.0 - (double)acc[t];
+        }
+        j = b;
+    }
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dsp", "C kernels (loaded with ctypes)", -1, NULL};
 
 PyMODINIT_FUNC PyInit__dsp(void) { return PyModule_Create(&module); }

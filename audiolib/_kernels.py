@@ -40,6 +40,14 @@ _lib.aq_sosfilt_f32.argtypes = [_f32, _i64, _f32, _i64, _f32, _f32]
 _lib.aq_sosfilt_f32.restype = None
 _lib.aq_sliding_sum_max2.argtypes = [_f64, _i64, _f64, _i64, _f64, _f64, _i64, _f64]
 _lib.aq_sliding_sum_max2.restype = None
+_lib.aq_tp_intervals.argtypes = [_f32, _i64, _i64, _i64, _i64, _f32, _i64, _i64, ctypes.c_float, ctypes.c_float,
+                                 _i64, ctypes.c_int, _f32]
+_lib.aq_tp_intervals.restype = None
+_lib.aq_limiter_envelope.argtypes = [_f64, _i64, _i64, ctypes.c_double, ctypes.c_double, ctypes.c_double, _f64,
+                                     np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")]
+_lib.aq_limiter_envelope.restype = ctypes.c_double
+_lib.aq_limiter_smooth.argtypes = [_f64, _i64, _f32, _i64, _f64, _f32]
+_lib.aq_limiter_smooth.restype = None
 
 
 def kweighted_power(x: np.ndarray, sos: np.ndarray, state: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -143,3 +151,75 @@ def long_runs(x: np.ndarray, threshold: float, mode: int, min_len: int) -> tuple
     ``min_samples = min_len`` keeps is the same; the kernel probes every ``min_len``-th sample
     instead of scanning them all where no long run is (see ``aq_long_runs`` in ``_dsp.c``)."""
     return _edges(_lib.aq_long_runs, x, threshold, mode, int(min_len))
+
+
+def tp_intervals(x: np.ndarray, start: int, n: int, taps: np.ndarray, bound_gain: float, thresh: float,
+                 chunk: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Linked interval peaks of the limiter's detector (``aq_tp_intervals`` in ``_dsp.c``).
+
+    Parameters
+    ----------
+    x : (channels, m) float32, C-contiguous
+        The buffer; columns ``start .. start + n`` are read.
+    taps : (phases, ntap) float32, C-contiguous, ntap = 12 or 24
+        Interpolator phases as correlation taps: phase ``p`` of window ``i`` is
+        ``sum_k taps[p, k] * x[i + k]``, a value between ``x[i + h - 1]`` and ``x[i + h]``,
+        ``h = ntap // 2``.
+    bound_gain : float
+        At least ``max(1, max over phases of sum |taps|)``.
+    thresh : float
+        Linear level; intervals that cannot exceed it may be returned as 0.
+    out : (n - ntap + 1,) float32, optional
+        Accumulate into it (the larger of its values and the new ones) instead of a new array.
+
+    Returns
+    -------
+    (n - ntap + 1,) float32
+        ``out[i]``: the largest absolute value over every channel of ``x[i + h - 1]``,
+        ``x[i + h]`` and the interpolated values between them (exact wherever it exceeds ``thresh``).
+    """
+    nch, stride = x.shape
+    ntap = taps.shape[1]
+    if not (x.dtype == np.float32 and x.flags.c_contiguous and 0 <= start and start + n <= stride):
+        raise AudioQCError("tp_intervals needs a C-contiguous float32 buffer holding columns start..start+n")
+    if ntap not in (12, 24) or taps.dtype != np.float32 or not taps.flags.c_contiguous:
+        raise AudioQCError(f"tp_intervals takes C-contiguous float32 taps of 12 or 24 per phase, not {taps.shape}")
+    size = max(n - ntap + 1, 0)
+    accumulate = out is not None
+    if out is None:
+        out = np.empty(size, np.float32)
+    elif out.shape != (size,) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise AudioQCError(f"tp_intervals accumulates into C-contiguous float32 of shape ({size},)")
+    if size:
+        _lib.aq_tp_intervals(x, nch, stride, start, n, taps, taps.shape[0], ntap, bound_gain, thresh, chunk,
+                             int(accumulate), out)
+    return out
+
+
+def limiter_envelope(r: np.ndarray, length: int, coef: float, env_prev: float, snap: float) -> tuple[np.ndarray, float]:
+    """Hold-then-release envelope of the limiter (``aq_limiter_envelope`` in ``_dsp.c``): for each
+    ``r`` position from ``length - 1`` on (the first ``length - 1`` values are history), the minimum
+    of the last ``length`` values of ``r``, followed by an exponential release
+    (``env = min(m, m + coef * (env_prev - m))``, 1.0 within ``snap`` of 1). Returns the envelope
+    (``r.size - length + 1`` values) and its last value."""
+    r = np.ascontiguousarray(r, dtype=np.float64)
+    n_out = r.size - length + 1
+    env = np.empty(max(n_out, 0), np.float64)
+    if n_out <= 0:
+        return env, env_prev
+    ws = np.empty(length, np.int64)
+    last = _lib.aq_limiter_envelope(r, r.size, length, coef, env_prev, snap, env, ws)
+    return env, float(last)
+
+
+def limiter_smooth(env: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``1 - sum_k weights[k] * (1 - env[j + k])`` for each full window of ``env``
+    (``aq_limiter_smooth`` in ``_dsp.c``; the sum in float32); exactly 1.0 where the whole window
+    is 1."""
+    env = np.ascontiguousarray(env, dtype=np.float64)
+    length = weights.shape[0]
+    out = np.empty(max(env.size - length + 1, 0), np.float64)
+    if out.size:
+        ws = np.empty(env.size + 64, np.float32)  # AQ_SMOOTH_TILE of zero padding
+        _lib.aq_limiter_smooth(env, env.size, np.ascontiguousarray(weights, dtype=np.float32), length, out, ws)
+    return out
