@@ -13,8 +13,11 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 # music (Ogg Vorbis) for the ffmpeg cross-checks and the music detector.
 # asterisk-core-sounds-{en,fr,it,ru}-g722: recorded human speech (16 kHz telephone prompts,
 # CC-BY-SA-3.0 / CC-BY-3.0) for the denoiser's tests and benchmark (benchmarks/denoise_material.py).
+# chromium: the headless browser in which tests/test_html_browser.py renders the trends and compare
+# HTML reports (driven over the DevTools protocol: no chromedriver, no browser download).
 APT_PACKAGES="ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm extremetuxracer-data
-  asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722"
+  asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722
+  chromium"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
