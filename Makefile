@@ -1,5 +1,6 @@
 # The README's two commands: `make demo` (set up, then audit the bundled samples into a Parquet
-# report and print the per-file table) and `make test` (set up, then run the whole test suite).
+# report, fix the failing ones with the policy's remedies into data/remedied/ and print the
+# before/after and per-file tables) and `make test` (set up, then run the whole test suite).
 # .ci/run calls `make test`.
 .PHONY: setup samples demo test bench lock
 
@@ -10,7 +11,7 @@ samples: setup
 	.venv/bin/python data/make_samples.py data/samples
 
 demo: samples
-	.venv/bin/audioqc audit data/samples --report data/report --policy ebu-r128
+	.venv/bin/audioqc audit data/samples --report data/report --policy ebu-r128 --remedy-to data/remedied
 	.venv/bin/audioqc diagnose --table data/samples/*
 
 test: setup

@@ -96,6 +96,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reuse", dest="reuse", action="store_false",
                    help="analyse every file even if unchanged since an earlier run")
     p.add_argument("--verbose", action="store_true", help="show Prefect's logs")
+    p.add_argument("--remedy-to", default=None, metavar="PREFIX",
+                   help="fix failing files with the policy's remedies (denoise, loudness) into PREFIX (same relative "
+                        "paths), then diagnose them again: a second report row, stage=remedied")
+    p.add_argument("--trends", action="store_true",
+                   help="end with the report's trends: alerts and summary as Prefect artifacts, the HTML report "
+                        "written under DEST/_trends/, the flow run tagged 'trends-alert' on an alert")
+
+    p = sub.add_parser("trends", help="trends over a report's runs; alerts on systemic drops (docs/trends.md)")
+    p.add_argument("report", help="report dataset URL (directory or s3://...)")
+    p.add_argument("--json", action="store_true", help='print {"runs": [...], "groups": [...], "alerts": [...]}')
+    p.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report (path or URL)")
+    p.add_argument("--png", default=None, metavar="DIR", help="write the plots as PNG files into DIR")
+    p.add_argument("--group-by", default=None, choices=["prefix", "codec", "sample_rate", "policy", "verdict"],
+                   help="split every figure: prefix (first folder under the audited root), codec, sample_rate, "
+                        "policy or verdict")
+    p.add_argument("--by", default="run", choices=["run", "ingest"],
+                   help="run: every file of each run (default); ingest: each file only in the run in which its "
+                        "identity first appeared (new or changed content)")
+    p.add_argument("--baseline-runs", type=int, default=5, metavar="N",
+                   help="compare the latest run with each group's previous N runs (default 5)")
+    p.add_argument("--fail-on-alert", action="store_true", help="exit 3 when there is an alert")
+    p.add_argument("--margin", action="append", nargs="+", default=None, metavar="METRIC:VALUE",
+                   help="practical margin of a metric, overriding the default (docs/trends.md); repeatable")
+    p.add_argument("--alpha", type=float, default=0.01, metavar="A",
+                   help="false-alarm rate per group, Holm-corrected across metrics (default 0.01)")
+    p.add_argument("--stage", default="original", choices=["original", "remedied", "all"],
+                   help="report rows to use: original (default; includes reports without stages), remedied, all")
+    p.add_argument("--root", default=None, metavar="URL",
+                   help="the audited root for --group-by prefix (default: the run's manifest, else the common folder)")
+    p.add_argument("--policy", default=None, metavar="NAME|PATH",
+                   help="policy whose loudness window and true-peak limit the plots draw (default: the run's)")
+
+    p = sub.add_parser("compare", help="A/B comparison of two audits, file by file; non-inferiority gates for CI")
+    p.add_argument("baseline", help="report URL (URL#run_id; default: its latest run) or a collection to audit")
+    p.add_argument("candidate", help="report URL (URL#run_id) or a collection to audit")
+    p.add_argument("--gate", action="append", nargs="+", default=None, metavar="METRIC:MARGIN",
+                   help="non-inferiority margin: quality_score_average:-0.3 (may be lower by at most 0.3), "
+                        "METRIC:+M (higher by at most M), METRIC:M (two-sided); repeatable")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--html", default=None, metavar="FILE", help="write a self-contained HTML report (path or URL)")
+    p.add_argument("--png", default=None, metavar="DIR", help="write the plots as PNG files into DIR")
+    p.add_argument("--markdown", default=None, metavar="FILE", help="write the markdown summary (for a pull request)")
+    p.add_argument("--policy", default=None, metavar="NAME|PATH", help="policy for collections audited on the fly")
+    p.add_argument("--stage", default="original", choices=["original", "remedied", "all"],
+                   help="report rows to use (default original)")
+    p.add_argument("--pair-by", default="path", choices=["path", "stem"],
+                   help="pair files by relative path (default) or by path without extension (a codec change)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="workers for collections audited on the fly")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's logs of on-the-fly audits")
 
     p = sub.add_parser("denoise", help="remove noise from speech (DeepFilterNet3); any format out, video kept")
     p.add_argument("input", help="local path or fsspec URL")
@@ -339,6 +388,30 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _print_remedies(remedy: dict[str, Any]) -> None:
+    """The remedy branch's tally and the before/after table of the files it fixed."""
+    print(f"remedies -> {remedy['remedy_url']}: {remedy['remedied']} remedied: {remedy['fixed']} fixed (now pass), "
+          f"{remedy['still_failing']} improved but still failing, {remedy['errors']} failed; "
+          f"{remedy['not_fixable']} not fixable (no remedy for their failures)"
+          + (f"; {remedy['reused']} reused from earlier runs" if remedy.get("reused") else ""))
+    if not remedy["files"]:
+        return
+    header = ["file", "verdict", "I_LUFS", "TP_dBTP", "SNR_dB", "quality"]
+    rows = []
+    for f in remedy["files"]:
+        b, a = f["before"], f.get("after") or {}
+        cells = [f["file"].rsplit("/", 1)[-1]]
+        after_verdict = "error" if a.get("error") and a.get("verdict") is None else a.get("verdict")
+        cells.append(f"{b.get('verdict')} -> {after_verdict or '-'}")
+        for key in ("loudness_integrated_lufs", "loudness_true_peak_dbtp", "noise_score_snr_db", "quality_score_average"):
+            cells.append(f"{_fmt(b.get(key))} -> {_fmt(a.get(key))}")
+        rows.append(cells)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print()
+    for line in [header] + rows:
+        print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     import os
 
@@ -365,7 +438,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                 args.source, args.report, workers=args.workers, dask_address=args.dask, policy=args.policy,
                 include=args.include, exclude=args.exclude, batch_size=args.batch_size,
                 part_rows=args.part_rows, run_id=args.run_id,
-                reuse=args.reuse)
+                reuse=args.reuse, trends=args.trends, remedy_url=args.remedy_to)
         finally:
             progress.hook = None
     counts = summary["counts"]
@@ -380,11 +453,117 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     for w in summary["worst"][:10]:
         why = w["why"] if w["why"].startswith(w["file"]) else f"{w['file']}: {w['why']}"
         print(f"  {w['status']}: {why}")
+    if summary.get("remedy"):
+        _print_remedies(summary["remedy"])
+    if args.trends:
+        found = summary.get("trends") or {}
+        if found.get("error"):
+            _warn(f"trends: {found['error']}")
+        else:
+            print()
+            print(found.get("text", "").rstrip())
+            print(f"trends report: {found.get('html')}")
     return 0
 
 
+def _usage(args: argparse.Namespace, message: str) -> int:
+    print(f"{PROG} {args.command}: usage error: {message} (see '{PROG} {args.command} --help')", file=sys.stderr)
+    return 2
+
+
+def _write(path: str, text: str, what: str) -> None:
+    from audiolib.errors import InvalidParameter
+    from audioqc.html_report import write_text
+
+    try:
+        write_text(text, path)
+    except OSError as exc:
+        raise InvalidParameter(f"{what} {path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _write_pngs(figures: dict[str, bytes], directory: str) -> None:
+    from audiolib.errors import InvalidParameter
+    from audioqc.plots import write_pngs
+
+    try:
+        write_pngs(figures, directory)
+    except OSError as exc:
+        raise InvalidParameter(f"--png {directory}: cannot write: {exc.strerror or exc}") from None
+
+
+def _cmd_trends(args: argparse.Namespace) -> int:
+    from audiolib.errors import InvalidParameter
+    from audioqc import html_report, trends
+    from audioqc.policy import load_policy
+    from audioqc.watch import parse_margins
+
+    args.url = args.report  # named by an internal error's line
+    margins = [m for group in args.margin or [] for m in group]
+    try:
+        parse_margins(margins)
+        if not 0 < args.alpha < 1:
+            raise InvalidParameter(f"--alpha {args.alpha!r}: between 0 and 1")
+        if args.baseline_runs < 1:
+            raise InvalidParameter(f"--baseline-runs {args.baseline_runs!r}: at least 1")
+        policy = load_policy(args.policy) if args.policy else None
+    except InvalidParameter as exc:
+        return _usage(args, str(exc))
+    result = trends.trends(args.report, group_by=args.group_by, by=args.by, baseline_runs=args.baseline_runs,
+                           margins=margins, alpha=args.alpha, stage=args.stage, root=args.root)
+    if policy is None and result.policy:
+        try:
+            policy = load_policy(result.policy)
+        except InvalidParameter:  # the run's policy file moved: plots without its window
+            policy = None
+    if args.html or args.png:
+        figures = html_report.trends_figures(result, policy)
+        if args.png:
+            _write_pngs(figures, args.png)
+        if args.html:
+            _write(args.html, html_report.trends_html(result, figures, policy=policy), "--html")
+    print(dumps(result.to_dict()) if args.json else trends.format_text(result), end="\n" if args.json else "")
+    return 3 if args.fail_on_alert and result.alerts else 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import os
+
+    from audiolib.errors import InvalidParameter
+    from audioqc import compare, html_report
+
+    args.url = f"{args.baseline} vs {args.candidate}"  # named by an internal error's line
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        gates = [compare.Gate.parse(g) for group in args.gate or [] for g in group]
+        if args.workers < 1:
+            raise InvalidParameter(f"--workers {args.workers!r}: at least 1")
+        if args.policy:
+            from audioqc.policy import load_policy
+
+            load_policy(args.policy)
+    except InvalidParameter as exc:
+        return _usage(args, str(exc))
+    result = compare.compare(args.baseline, args.candidate, gates=gates, policy=args.policy, stage=args.stage,
+                             pair_by=args.pair_by, workers=args.workers)
+    if args.html or args.png:
+        figures = html_report.compare_figures(result)
+        if args.png:
+            _write_pngs(figures, args.png)
+        if args.html:
+            _write(args.html, html_report.compare_html(result, figures), "--html")
+    if args.markdown:
+        _write(args.markdown, compare.format_markdown(result), "--markdown")
+    print(dumps(result.to_dict()) if args.json else compare.format_text(result), end="\n" if args.json else "")
+    for g in result.failed_gates:
+        worst = ", ".join(f"{w.file} ({w.delta:+.3g})" for w in g.worst[:5])
+        print(f"{PROG}: gate {g.gate.text} {g.reason}" + (f"; worst: {worst}" if worst else ""), file=sys.stderr)
+    return 0 if result.passed else 1
+
+
 _COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "format": _cmd_format,
-             "audit": _cmd_audit, "denoise": _cmd_denoise, "diagnose": _cmd_diagnose}
+             "audit": _cmd_audit, "denoise": _cmd_denoise, "diagnose": _cmd_diagnose, "trends": _cmd_trends, "compare": _cmd_compare}
 
 
 #: Options whose values start with "-" (``--noise -30dB``), which argparse would take for flags.

@@ -35,6 +35,9 @@ from audiolib import ANALYSIS_VERSION
 from audiolib.errors import InvalidParameter
 from audioqc import progress, report
 from tasks.analyze import analyze_batch, verdict_for
+from tasks.remedy import (RemedyJob, check_remedy_url, job_for, read_remedy_state, rediagnose, remedy,
+                          reusable, reuse_remedied)
+from tasks.trends import audit_trends, check_options as check_trends_options
 from flows.runner import WarmProcessPoolTaskRunner, prewarm
 from tasks.storage import STORAGE_RETRIES, STORAGE_RETRY_DELAYS_S, MediaObject, list_media
 
@@ -99,7 +102,8 @@ def reuse_rows(report_url: str, objects: list[MediaObject], sources: list[str], 
                           & ds.field("run_id").isin(sorted(set(sources))))
     rows: dict[str, dict[str, Any]] = {}
     for row in table.drop_columns([report.PARTITION]).to_pylist():
-        if (row["source_url"], row["run_id"]) in wanted:
+        if (row["source_url"], row["run_id"]) in wanted and row.get("stage") in (None, "original"):
+            row["stage"] = "original"  # reports before schema 3 have no stage: every row an original
             rows[row["source_url"]] = row
     out = []
     for obj in objects:
@@ -195,12 +199,21 @@ class _PartWriter:
         self.report_url, self.run, self.part, self.part_rows = report_url, run, first_part, part_rows
         self.buffer: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
+        self.remedied: Counter[str] = Counter()  # remedied rows: pass / warn / fail / error
+        self.after: dict[str, dict[str, Any]] = {}  # original URL -> the remedied row's figures
         self.worst: list[dict[str, Any]] = []
         self.written = 0
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             key = "error" if row["status"] == "error" else (row.get("verdict") or "ok")
+            if row.get("stage") == "remedied":
+                self.remedied[key] += 1
+                if len(self.after) < _RemedyBranch.SHOWN:
+                    self.after[row["original_url"]] = {"url": row["source_url"], "error": row.get("error"),
+                                                       **{k: row.get(k) for k in _BEFORE_AFTER}}
+                self.buffer.append(row)
+                continue
             self.counts[key] += 1
             if key in ("error", "fail") and len(self.worst) < 20:
                 self.worst.append({"file": row["source_url"], "status": key,
@@ -218,10 +231,82 @@ class _PartWriter:
             self.buffer = []
 
 
+class _RemedyBranch:
+    """The remedy branch of one run: which files to fix, their tasks, what to reuse, the tally.
+
+    For every original row whose verdict is not ``pass`` and whose failed or warned rules name a
+    remedy: a ``remedy`` task (the fixed file under ``remedy_url``) and a ``rediagnose`` task (its
+    row, ``stage = remedied``), on the flow's task runner. An earlier run's remedied row is reused
+    instead when the original is unchanged since that run, the remedies and destination are the
+    same and the remedied object is still the one it wrote (:func:`tasks.remedy.reusable`).
+    """
+
+    #: before/after figures kept for the summary (the CLI's table), at most this many files
+    SHOWN = 50
+
+    def __init__(self, report_url: str, run: report.RunInfo, policy: str, source: str, remedy_url: str) -> None:
+        self.report_url, self.run, self.policy, self.source, self.remedy_url = report_url, run, policy, source, remedy_url
+        self.state = read_remedy_state(report_url, run.run_id)
+        self.not_fixable = 0
+        self.reused = 0
+        self.before: dict[str, dict[str, Any]] = {}
+
+    def _keep_before(self, row: dict[str, Any]) -> None:
+        if len(self.before) < self.SHOWN:
+            self.before[row["source_url"]] = {k: row.get(k) for k in _BEFORE_AFTER}
+
+    def _jobs(self, rows: list[dict[str, Any]]) -> list[RemedyJob]:
+        jobs = []
+        for row in rows:
+            job = job_for(row, self.policy, self.source, self.remedy_url)
+            if job is not None:
+                jobs.append(job)
+                self._keep_before(row)
+            elif row.get("status") == "ok" and row.get("verdict") not in (None, "pass"):
+                self.not_fixable += 1
+        return jobs
+
+    def _start(self, jobs: list[RemedyJob]) -> list[Any]:
+        return [rediagnose.submit(remedy.submit(job), self.run, self.policy) for job in jobs]
+
+    def submit(self, rows: list[dict[str, Any]], cached_runs: dict[str, str] | None = None) -> list[Any]:
+        """Futures of the remedied rows of ``rows`` (original rows just written); ``cached_runs``:
+        for rows reused from earlier runs, the run each came from."""
+        jobs = self._jobs(rows)
+        reuse: list[tuple[RemedyJob, str]] = []
+        fresh: list[RemedyJob] = []
+        for job in jobs:
+            rid = reusable(job, (cached_runs or {}).get(job.original_url), self.state)
+            (reuse.append((job, rid)) if rid else fresh.append(job))
+        futures = self._start(fresh)
+        if reuse:
+            self.reused += len(reuse)
+            futures.append(reuse_remedied.submit(self.report_url, reuse, self.run, self.policy))
+        return futures
+
+    def resume(self) -> list[Any]:
+        """Futures for this run's originals (a resumed run) that have no remedied row yet."""
+        return self._start(self._jobs(list(self.state.unremedied.values())))
+
+    def summary(self, writer: _PartWriter) -> dict[str, Any]:
+        r = writer.remedied
+        return {"remedy_url": self.remedy_url, "remedied": sum(r.values()), "fixed": r.get("pass", 0),
+                "still_failing": r.get("warn", 0) + r.get("fail", 0), "errors": r.get("error", 0),
+                "not_fixable": self.not_fixable, "reused": self.reused,
+                "files": [{"file": url, "before": before, "after": writer.after.get(url)}
+                          for url, before in self.before.items()]}
+
+
+#: Figures the summary shows before and after a remedy.
+_BEFORE_AFTER = ("verdict", "loudness_integrated_lufs", "loudness_true_peak_dbtp", "noise_score_snr_db",
+                 "quality_score_average")
+
+
 @flow(name="audit", task_runner=WarmProcessPoolTaskRunner())
 def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
           exclude: list[str] | None = None, batch_size: int = 32, part_rows: int = 256,
-          run_id: str | None = None, reuse: bool = True, max_in_flight: int = 8) -> dict[str, Any]:
+          run_id: str | None = None, reuse: bool = True, max_in_flight: int = 8,
+          trends: bool | dict[str, Any] = False, remedy_url: str | None = None) -> dict[str, Any]:
     """Audit every media file under ``source`` into the Parquet dataset at ``report_url``.
 
     Parameters
@@ -243,6 +328,13 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         Resume the run with this id (or name a new run).
     reuse : bool
         Reuse rows of unchanged files from earlier runs.
+    trends : bool or dict
+        End with the report's trends (:mod:`tasks.trends`): true, or options of
+        :func:`audioqc.trends.trends` (``group_by``, ``by``, ``baseline_runs``, ``margins``, ...).
+    remedy_url : str, optional
+        The remedy branch: every file whose verdict is not ``pass`` and whose failed or warned rules
+        name a remedy is fixed by the policy's remedies into this prefix (same relative path),
+        then diagnosed again: a second row, ``stage = remedied`` (:mod:`tasks.remedy`).
     """
     if batch_size < 1 or part_rows < 1 or max_in_flight < 1:
         raise InvalidParameter(f"batch_size={batch_size}, part_rows={part_rows}, max_in_flight={max_in_flight}: "
@@ -251,9 +343,15 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         from audioqc.policy import load_policy
 
         load_policy(policy)  # a bad policy stops the run before any work
+    trends_options = check_trends_options(trends)  # so does a bad trends option
+    if remedy_url is not None:
+        if policy is None:
+            raise InvalidParameter("--remedy-to needs --policy: the remedies and their parameters come from a policy")
+        check_remedy_url(remedy_url, source)  # inside the collection, or unwritable: before any work
     run = report.RunInfo.new(run_id)
     objects = list_media(source, include, exclude)
     state = read_report_state(report_url, run.run_id)
+    branch = _RemedyBranch(report_url, run, policy, source, remedy_url) if remedy_url is not None else None
     todo = [o for o in objects if o.url not in state.done]
     cached = [(o, state.cache[o.identity()]) for o in todo if reuse and o.identity() in state.cache]
     cached_urls = {o.url for o, _ in cached}
@@ -270,18 +368,27 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         if total:
             update_progress_artifact(progress_id, 100.0 * done / total)
 
-    for chunk in _chunks(cached, 512):
-        writer.add(reuse_rows(report_url, [o for o, _ in chunk], [r for _, r in chunk], run, policy).to_pylist())
-        advance(len(chunk))
     pending: deque = deque()
 
     def consume() -> None:
         rows = pending.popleft().result().to_pylist()
         writer.add(rows)
-        advance(len(rows))
+        if branch is not None:
+            pending.extend(branch.submit(rows) if rows and rows[0].get("stage") != "remedied" else ())
+        advance(sum(1 for r in rows if r.get("stage") != "remedied"))
         gc.collect()  # the batch's table is in a reference cycle of Prefect's futures (see _frozen_gc)
 
     with _frozen_gc():
+        if branch is not None:  # a resumed run: its originals that were not remedied yet
+            pending.extend(branch.resume())
+        for chunk in _chunks(cached, 512):
+            rows = reuse_rows(report_url, [o for o, _ in chunk], [r for _, r in chunk], run, policy).to_pylist()
+            writer.add(rows)
+            advance(len(chunk))
+            if branch is not None:
+                pending.extend(branch.submit(rows, {o.url: rid for o, rid in chunk}))
+            while len(pending) >= max_in_flight:
+                consume()
         for batch in _guided_batches(fresh, batch_size, _workers()):
             pending.append(analyze_batch.submit(batch, run, policy))
             while len(pending) >= max_in_flight:
@@ -302,7 +409,11 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         "counts": dict(writer.counts),
         "worst": writer.worst,
     }
+    if branch is not None:
+        summary["remedy"] = branch.summary(writer)
     _artifacts(summary)
+    if trends:
+        summary["trends"] = audit_trends(report_url, run.run_id, run.run_date, source, policy, trends_options)
     return summary
 
 
@@ -319,6 +430,16 @@ def _artifacts(summary: dict[str, Any]) -> None:
     lines += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
     lines += ["", f"{summary['analysed']} analysed, {summary['reused']} reused from earlier runs, "
                   f"{summary['already_done']} already in this run.", ""]
+    remedy = summary.get("remedy")
+    if remedy:
+        lines += ["## Remedies", "", f"Remedied files written under `{remedy['remedy_url']}` and diagnosed again:", "",
+                  "| outcome | files |", "|---|---|",
+                  f"| fixed (now pass) | {remedy['fixed']} |", f"| improved but still failing | {remedy['still_failing']} |",
+                  f"| remedy failed (error row) | {remedy['errors']} |", f"| not fixable (no remedy for its failures) | "
+                  f"{remedy['not_fixable']} |", ""]
+        create_table_artifact(key="audit-remedies", table=[{"outcome": k, "files": remedy[k]} for k in
+                              ("fixed", "still_failing", "errors", "not_fixable", "reused")],
+                              description=f"remedies of audit {summary['run_id']}")
     if summary["worst"]:
         lines += ["## Files that failed", "", "| file | status | why |", "|---|---|---|"]
         lines += [f"| {w['file']} | {w['status']} | {w['why']} |" for w in summary["worst"]]
@@ -370,6 +491,10 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
 
     if not isinstance(workers, int) or workers < 1:
         raise InvalidParameter(f"workers={workers!r} must be an integer >= 1")
+    if params.get("remedy_url") is not None:  # refused before the flow (and its server) starts
+        if params.get("policy") is None:
+            raise InvalidParameter("--remedy-to needs --policy: the remedies and their parameters come from a policy")
+        check_remedy_url(params["remedy_url"], source)
     if dask_address is not None:
         from prefect_dask import DaskTaskRunner
 

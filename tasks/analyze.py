@@ -16,10 +16,22 @@ from audioqc import report
 from .storage import MediaObject
 
 
-@lru_cache(maxsize=8)
 def _policy(spec: str | None) -> Any:
+    """The policy ``spec`` names, loaded once per version of its file (a policy file edited between
+    two audits in one process, a server or a test, is read again)."""
     if spec is None:
         return None
+    import os
+
+    try:
+        stamp = os.stat(spec).st_mtime_ns if "://" not in spec and os.path.exists(spec) else None
+    except OSError:
+        stamp = None
+    return _load_policy(spec, stamp)
+
+
+@lru_cache(maxsize=8)
+def _load_policy(spec: str, stamp: int | None) -> Any:
     from audioqc.policy import load_policy
 
     return load_policy(spec)

@@ -103,5 +103,12 @@ def list_objects(source: str, include: list[str] | None = None, exclude: list[st
     return sorted(out, key=lambda o: o.url)
 
 
+def object_of(url: str) -> MediaObject:
+    """One object and its identity (what :func:`list_objects` gives for it)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    info = fs.info(path)
+    return MediaObject(url=url, size_bytes=info.get("size"), etag=_etag(info), mtime=_mtime(info))
+
+
 list_media = task(list_objects, name="list media", retries=STORAGE_RETRIES, cache_policy=NO_CACHE,
                   persist_result=False, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
