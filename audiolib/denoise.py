@@ -618,7 +618,8 @@ class NoiseReductionMeter:
     in the input nor in the output (the output alone would let a denoiser that deletes speech
     count the deleted speech as removed noise; the noisy input alone misses speech under loud
     noise). The energies are summed over the channels at the file's own rate, so noise above
-    8 kHz counts too.
+    8 kHz counts too. Memory is flat: a frame's energies are added to the totals, and dropped, as
+    soon as both detectors have decided it.
     """
 
     FRAME_S = 0.032  # Silero VAD's frame (audiolib.speech.FRAME_S)
@@ -627,18 +628,21 @@ class NoiseReductionMeter:
         from .speech import INPUT_RATE_HZ, VoiceActivity
 
         self.sample_rate = sample_rate
-        self._vad_in, self._vad_out = VoiceActivity(), VoiceActivity()
+        # onnxruntime, as the denoiser: OpenVINO's runtime would add ~70 MB (measured: audioqc
+        # denoise of 10 minutes peaked at 294 MB with it, 223 MB without)
+        self._vad_in, self._vad_out = VoiceActivity(runtime="onnxruntime"), VoiceActivity(runtime="onnxruntime")
         self._to16k = None
         if sample_rate != INPUT_RATE_HZ:
             import soxr
 
             self._to16k = (soxr.ResampleStream(sample_rate, INPUT_RATE_HZ, 1, dtype="float32", quality="HQ"),
                            soxr.ResampleStream(sample_rate, INPUT_RATE_HZ, 1, dtype="float32", quality="HQ"))
-        self._energy_in: list[np.ndarray] = []
-        self._energy_out: list[np.ndarray] = []
+        self._energy = np.zeros((2, 0))  # (in, out) energies of complete frames not yet decided
+        self._first = 0  # frame index of self._energy's first column
         self._partial = np.zeros(2, np.float64)  # the current frame's energies so far (in, out)
         self._position = 0  # samples pushed
         self._frames_done = 0  # frames whose energies are complete
+        self._quiet = np.zeros(2, np.float64)  # (in, out) energy of the decided non-speech frames
 
     def _frame_end(self, k: int) -> int:
         """First sample after frame ``k`` (frames of 32 ms at any rate: boundaries rounded down)."""
@@ -654,38 +658,43 @@ class NoiseReductionMeter:
             mono_out = self._to16k[1].resample_chunk(mono_out)
         self._vad_in.push(mono_in)
         self._vad_out.push(mono_out)
-        e_in = np.einsum("ij,ij->j", x, x, dtype=np.float64)
-        e_out = np.einsum("ij,ij->j", y, y, dtype=np.float64)
+        energy = np.stack((np.einsum("ij,ij->j", x, x, dtype=np.float64),
+                           np.einsum("ij,ij->j", y, y, dtype=np.float64)))
         start, end = self._position, self._position + n
-        ins, outs = [], []
+        done: list[np.ndarray] = []
         cut = start
         while self._frame_end(self._frames_done) <= end:
             stop = self._frame_end(self._frames_done)
-            a, b = cut - start, stop - start
-            ins.append(self._partial[0] + e_in[a:b].sum())
-            outs.append(self._partial[1] + e_out[a:b].sum())
-            self._partial[:] = 0.0
+            done.append(self._partial + energy[:, cut - start:stop - start].sum(axis=1))
+            self._partial = np.zeros(2, np.float64)
             cut = stop
             self._frames_done += 1
-        self._partial[0] += e_in[cut - start:].sum()
-        self._partial[1] += e_out[cut - start:].sum()
-        if ins:
-            self._energy_in.append(np.array(ins))
-            self._energy_out.append(np.array(outs))
+        self._partial = self._partial + energy[:, cut - start:].sum(axis=1)
+        if done:
+            self._energy = np.concatenate((self._energy, np.stack(done, axis=1)), axis=1)
         self._position = end
+        self._settle(self._vad_in.decided(), self._vad_out.decided())
+
+    def _settle(self, speech_in: np.ndarray, speech_out: np.ndarray) -> None:
+        """Add the frames both detectors have decided to the totals, and forget them."""
+        from .speech import SPEECH_THRESHOLD
+
+        upto = min(speech_in.size, speech_out.size, self._first + self._energy.shape[1])
+        k = upto - self._first
+        if k <= 0:
+            return
+        quiet = ~((speech_in[self._first:upto] >= SPEECH_THRESHOLD) | (speech_out[self._first:upto] >= SPEECH_THRESHOLD))
+        self._quiet += self._energy[:, :k][:, quiet].sum(axis=1)
+        self._energy = self._energy[:, k:]
+        self._first = upto
 
     def result(self) -> float | None:
         """dB removed from the non-speech frames (None: none, or nothing to measure there)."""
         if self._to16k is not None:
             self._vad_in.push(self._to16k[0].resample_chunk(np.zeros(0, np.float32), last=True))
             self._vad_out.push(self._to16k[1].resample_chunk(np.zeros(0, np.float32), last=True))
-        speech = self._vad_in.speech()
-        speech_out = self._vad_out.speech()
-        e_in = np.concatenate(self._energy_in) if self._energy_in else np.zeros(0)
-        e_out = np.concatenate(self._energy_out) if self._energy_out else np.zeros(0)
-        n = min(e_in.size, speech.size, speech_out.size)
-        quiet = ~(speech[:n] | speech_out[:n])
-        total_in, total_out = float(e_in[:n][quiet].sum()), float(e_out[:n][quiet].sum())
+        self._settle(self._vad_in.probabilities(), self._vad_out.probabilities())
+        total_in, total_out = float(self._quiet[0]), float(self._quiet[1])
         if total_in <= 0.0 or total_out <= 0.0:
             return None
         return 10.0 * math.log10(total_in / total_out)
