@@ -55,7 +55,6 @@ off where the network's own attenuation is reached (30-40 dB on stationary noise
 from __future__ import annotations
 
 import configparser
-import io as _io
 import math
 import numbers
 import tarfile

@@ -21,19 +21,6 @@ from conftest import SR, programme
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """One temporary Prefect server and database for the module, with its own result storage."""
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, \
-        temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    storage = tmp_path_factory.mktemp("prefect-results")
-    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: str(storage),
-                                     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 90}):
-        with prefect_test_harness(server_startup_timeout=90):
-            yield
-
 
 def make_collection(root: Path, n_good: int = 6) -> dict[str, str]:
     """Good files in several formats (one in a subfolder), and broken ones among them."""

@@ -53,18 +53,6 @@ remedies:
 TARGET, CEILING = -23.0, -1.0
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, \
-        temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    storage = tmp_path_factory.mktemp("prefect-results")
-    with temporary_settings(updates={PREFECT_LOCAL_STORAGE_PATH: str(storage),
-                                     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 90}):
-        with prefect_test_harness(server_startup_timeout=90):
-            yield
-
 
 def ebur128(path: str | Path) -> tuple[float, float]:
     """(integrated LUFS, true peak dBTP) by ffmpeg's ebur128 filter."""
