@@ -7,6 +7,7 @@ of blocks asked for. New blocks register in :data:`ANALYZERS`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -229,9 +230,18 @@ def parse_blocks(only: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(n for n in BLOCKS if n in names)
 
 
+def _range_seconds(duration_s: float | None, start_s: float, end_s: float | None) -> float | None:
+    """Seconds of audio a ``diagnose`` over ``[start_s, end_s)`` decodes (None: unknown)."""
+    stop = duration_s if end_s is None else (end_s if duration_s is None else min(end_s, duration_s))
+    if stop is None or not math.isfinite(stop):
+        return None
+    return max(0.0, stop - start_s)
+
+
 def diagnose(url: str, *, only: str | Sequence[str] | None = None, start: float | str | None = None,
              end: float | str | None = None, stream_index: int | None = None,
-             gating: str = "level", options: DiagnoseOptions | None = None) -> DiagnoseResult:
+             gating: str = "level", options: DiagnoseOptions | None = None,
+             progress: Callable[[float, float | None], None] | None = None) -> DiagnoseResult:
     """Decode ``url`` once and run every requested analysis on the same blocks.
 
     Parameters
@@ -248,17 +258,30 @@ def diagnose(url: str, *, only: str | Sequence[str] | None = None, start: float 
         Loudness gating mode (ignored when ``options`` is given).
     options : DiagnoseOptions, optional
         Every analyzer option; default: the defaults with ``gating``.
+    progress : callable, optional
+        Called as ``progress(seconds_decoded, seconds_total_or_None)`` after each block: seconds of
+        audio decoded so far from the start of the range, and the range's duration (None when the
+        container does not say). The last call has ``seconds_decoded`` equal to what was decoded.
     """
     requested = parse_blocks(only)
     options = options if options is not None else DiagnoseOptions(gating=gating)
     with io.stream(url, start=start, end=end, stream_index=stream_index) as s:
         shared: Shared = {}
-        analyzers = {name: ANALYZERS[name](s, options, shared, requested) for name in requested if name in ANALYZERS}
+        try:
+            analyzers = {name: ANALYZERS[name](s, options, shared, requested) for name in requested if name in ANALYZERS}
+        except InvalidParameter as exc:  # the file's own parameters (a 1 Hz WAV): say which file
+            raise InvalidParameter(str(exc) if str(exc).startswith(url) else f"{url}: {exc}") from None
         pushed = [a for a in analyzers.values() if not isinstance(a, _View)] + list(shared.values())
+        total_s = _range_seconds(s.info.audio.duration_s or s.info.container.duration_s, s.start_s,
+                                 io.parse_time(end, name="end"))
+        decoded = 0
         if analyzers:
             for block in s:
                 for analyzer in pushed:
                     analyzer.push(block)
+                if progress is not None:
+                    decoded += block.shape[1]
+                    progress(decoded / s.sample_rate, total_s)
         return DiagnoseResult(
             url=url,
             media_info=s.info,

@@ -157,6 +157,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", type=_nonneg_int, default=None, metavar="N",
                    help="audio stream to denoise, 0-based among audio streams (default: the default stream)")
 
+    p = sub.add_parser("serve", help="HTTP service: the five hosted APIs on this engine (docs/service.md)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="analysis worker processes (default: one per core)")
+    p.add_argument("--data-dir", default="audioqc-data", metavar="DIR",
+                   help="job database, uploads, inputs and outputs (default ./audioqc-data); jobs survive restarts")
+    p.add_argument("--key-file", default=None, metavar="FILE",
+                   help="API keys, one a line (also AUDIOQC_API_KEYS, comma-separated)")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="unfinished jobs at most (MAX_QUEUE_LENGTH); one more is refused with 429 (default 64)")
+    p.add_argument("--max-upload-mb", type=float, default=512, metavar="MB",
+                   help="largest upload, download or base64 data, MiB; 413 beyond (default 512)")
+    p.add_argument("--download-timeout", type=float, default=300, metavar="S",
+                   help="longest download of a URL input, seconds (default 300)")
+    p.add_argument("--job-timeout", type=float, default=3600, metavar="S",
+                   help="longest a job may run in a worker, seconds (default 3600)")
+    p.add_argument("--allow-private-urls", action="store_true",
+                   help="let URL inputs, outputs and webhooks reach loopback, private and link-local addresses")
+    p.add_argument("--allow-network", action="append", default=[], metavar="CIDR",
+                   help="a network URLs may reach even without --allow-private-urls; repeatable")
+    p.add_argument("--allow-s3", action="store_true",
+                   help="accept s3:// inputs and outputs, read and written with this server's own credentials")
+    p.add_argument("--no-dns", action="store_true",
+                   help="resolve URL host names from /etc/hosts only, never through DNS (air-gapped hosts, tests)")
+
     p = sub.add_parser("diagnose", help="every analysis in one decode pass")
     p.add_argument("urls", nargs="+", metavar="url")
     add_common(p)
@@ -235,8 +261,8 @@ def _channel_list(text: str) -> tuple[int, ...]:
 def _alarm_settings(path: str) -> tuple[Any, tuple[int, ...]]:
     import json
 
-    from audiolib.channel_format import AlarmSettings
     from audiolib.errors import InvalidParameter
+    from audioqc.audio_format_config import parse_audio_format_config
 
     try:
         with open(path, encoding="utf-8") as f:
@@ -245,22 +271,9 @@ def _alarm_settings(path: str) -> tuple[Any, tuple[int, ...]]:
         raise InvalidParameter(f"--alarms {path}: cannot read: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
         raise InvalidParameter(f"--alarms {path}: not JSON: {exc}") from None
-    # Accept the reference's request shapes too: {"videoContext": {"audioFormatConfig": {...}}},
-    # {"audioFormatConfig": {...}} or {"alarmSettings": {...}}; their compressed_channels count.
-    if isinstance(data, dict) and "videoContext" in data:
-        data = data["videoContext"]
-    if isinstance(data, dict) and "audioFormatConfig" in data:
-        data = data["audioFormatConfig"]
-    compressed: tuple[int, ...] = ()
-    if isinstance(data, dict) and "alarmSettings" in data:
-        extra = data.get("compressed_channels", [])
-        if not isinstance(extra, list) or not all(isinstance(c, int) and c >= 0 for c in extra):
-            raise InvalidParameter(f"--alarms {path}: compressed_channels={extra!r} must be a list of channel indices")
-        compressed = tuple(extra)
-        data = data["alarmSettings"]
-    if isinstance(data, dict) and "enabled" not in data:
-        data = {**data, "enabled": True}  # a settings file given on the command line is meant to run
-    return AlarmSettings.from_dict(data), compressed
+    # The reference's request shapes are accepted too (audioqc.audio_format_config, shared with
+    # the service's /v1/videos:annotate).
+    return parse_audio_format_config(data, f"--alarms {path}")
 
 
 def _cmd_format(args: argparse.Namespace) -> int:
@@ -562,8 +575,41 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from audiolib.errors import InvalidParameter
+    from audioqc.service.config import MiB, ServiceConfig, default_workers, load_api_keys
+
+    args.url = f"serve {args.host}:{args.port}"  # named by an internal error's line
+    try:
+        if not 0 < args.port < 65536:
+            raise InvalidParameter(f"--port {args.port!r}: 1..65535")
+        config = ServiceConfig(
+            data_dir=os.path.abspath(args.data_dir),
+            api_keys=load_api_keys(os.environ.get("AUDIOQC_API_KEYS"), args.key_file),
+            workers=args.workers if args.workers is not None else default_workers(), max_queue=args.max_queue,
+            max_media_bytes=int(args.max_upload_mb * MiB), download_timeout_s=args.download_timeout,
+            job_timeout_s=args.job_timeout, allow_private_urls=args.allow_private_urls,
+            allowed_networks=tuple(args.allow_network), allow_s3=args.allow_s3, hosts_only=args.no_dns)
+    except InvalidParameter as exc:
+        return _usage(args, str(exc))
+    import uvicorn
+
+    from audioqc.service.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # uvicorn's access log would print query strings (SAMI's token, presigned URLs): the service
+    # logs its own lines without them (audioqc.service.middleware).
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_config=None, access_log=False,
+                lifespan="on", timeout_graceful_shutdown=5)
+    return 0
+
+
 _COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "format": _cmd_format,
-             "audit": _cmd_audit, "denoise": _cmd_denoise, "diagnose": _cmd_diagnose, "trends": _cmd_trends, "compare": _cmd_compare}
+             "audit": _cmd_audit, "denoise": _cmd_denoise, "diagnose": _cmd_diagnose, "trends": _cmd_trends, "compare": _cmd_compare,
+             "serve": _cmd_serve}
 
 
 #: Options whose values start with "-" (``--noise -30dB``), which argparse would take for flags.
