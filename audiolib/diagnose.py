@@ -211,6 +211,7 @@ class DiagnoseResult:
             "problem": self.decode.problem,
             "corrupt_packets": self.decode.corrupt_packets,
             "nonfinite_samples": self.decode.nonfinite_samples,
+            "clamped_samples": self.decode.clamped_samples,
             "warnings": list(self.decode.warnings),
         }
         return out

@@ -23,6 +23,9 @@ class MediaError(AudioQCError):
         self.problem = problem
         super().__init__(f"{url}: {problem}")
 
+    def __reduce__(self):  # picklable: errors cross process boundaries (audit workers, the service)
+        return (type(self), (self.url, self.problem))
+
 
 class SourceNotFound(MediaError):
     """The URL or path does not exist or cannot be opened."""
@@ -44,3 +47,22 @@ class UnsupportedMedia(MediaError):
 class OutputError(MediaError):
     """The output URL cannot be written: missing or read-only directory, missing bucket, access
     denied, an upload the server refused (the message gives the HTTP status)."""
+
+
+class RemoteError(MediaError):
+    """Remote storage failed: a timeout, an HTTP error status, an S3 error code, a dropped
+    connection. ``transient`` says whether trying again could help (timeouts, 5xx, throttling)."""
+
+    def __init__(self, url: str, problem: str, *, status: int | None = None, code: str | None = None,
+                 transient: bool = False) -> None:
+        super().__init__(url, problem)
+        self.status = status
+        self.code = code
+        self.transient = transient
+
+    def __reduce__(self):  # picklable with its keywords (errors cross process boundaries)
+        return (_remote_error, (self.url, self.problem, self.status, self.code, self.transient))
+
+
+def _remote_error(url: str, problem: str, status: int | None, code: str | None, transient: bool) -> RemoteError:
+    return RemoteError(url, problem, status=status, code=code, transient=transient)

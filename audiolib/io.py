@@ -35,6 +35,7 @@ import av
 import fsspec
 import numpy as np
 
+from . import storage
 from .channels import default_layout
 from .errors import (
     AudioQCError,
@@ -157,7 +158,8 @@ class DecodeReport:
     truncated: bool = False
     problem: str | None = None
     corrupt_packets: int = 0
-    nonfinite_samples: int = 0  # NaN/Inf samples of float PCM, replaced by 0 before analysis
+    nonfinite_samples: int = 0  # NaN samples of float PCM, replaced by 0 before analysis
+    clamped_samples: int = 0  # float samples at or beyond +-FLOAT_CLAMP (infinities too), clamped
     warnings: list[str] = field(default_factory=list)
 
 
@@ -239,27 +241,20 @@ def _open_container(url: str) -> Iterator[tuple[Any, int | None]]:
     try:
         if _is_local(url):
             path = _local_path(url)
-            if os.path.isdir(path):
-                raise SourceNotFound(url, "is a directory, not a media file")
-            try:
-                size = os.path.getsize(path)
-            except OSError as exc:
-                raise SourceNotFound(url, f"cannot open: {exc.strerror or exc}") from None
+            size = _local_size(url, path)
             source: Any = path
         else:
+            fs, path = storage.filesystem(url)
             try:
-                fs, path = fsspec.core.url_to_fs(url)
+                if storage._protocol(url) in ("http", "https"):
+                    storage.check_http(url)  # the status fsspec would report as "not found"
                 fileinfo = fs.info(path)
-            except FileNotFoundError:
-                raise SourceNotFound(url, "no such object") from None
-            except (ImportError, ValueError) as exc:
-                raise SourceNotFound(url, f"cannot open URL: {exc}") from None
+                if fileinfo.get("type") == "directory":
+                    raise SourceNotFound(url, "is a directory, not a media file")
+                fileobj = _RemoteFile(fs.open(path, "rb", block_size=REMOTE_BLOCK_BYTES, cache_type="readahead"), url)
             except Exception as exc:  # network and credential errors differ per backend
-                raise SourceNotFound(url, f"cannot open: {type(exc).__name__}: {exc}") from None
-            if fileinfo.get("type") == "directory":
-                raise SourceNotFound(url, "is a directory, not a media file")
+                raise storage.remote_error(url, exc, doing="open") from None
             size = fileinfo.get("size")
-            fileobj = fs.open(path, "rb", block_size=REMOTE_BLOCK_BYTES, cache_type="readahead")
             source = fileobj
         if size == 0:
             raise EmptyMedia(url, "file is empty (0 bytes)")
@@ -280,6 +275,61 @@ def _open_container(url: str) -> Iterator[tuple[Any, int | None]]:
             fileobj.close()
 
 
+class _RemoteFile:
+    """A remote file object for FFmpeg's reader that turns what the network raises into the typed
+    :class:`~audiolib.errors.RemoteError` (not an ``OSError``, which FFmpeg's reader would take for
+    the end of the data and the decoder for a truncated file): a stall, a dropped connection or a
+    body shorter than its length is an error naming the URL and the cause, not a short file."""
+
+    def __init__(self, raw: Any, url: str) -> None:
+        self._raw = raw
+        self._url = url
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._raw.read(n)
+        except Exception as exc:
+            raise storage.remote_error(self._url, exc) from None
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def _local_size(url: str, path: str) -> int:
+    """Size of a local media file; a directory, a FIFO, a socket or a device is refused before
+    anything opens it (opening a FIFO for reading would block until a writer comes)."""
+    import stat as _stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise SourceNotFound(url, "broken symbolic link (its target does not exist)") from None
+        raise SourceNotFound(url, "cannot open: No such file or directory") from None
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise SourceNotFound(url, "symbolic link loop") from None
+        raise SourceNotFound(url, f"cannot open: {exc.strerror or exc}") from None
+    if _stat.S_ISDIR(st.st_mode):
+        raise SourceNotFound(url, "is a directory, not a media file")
+    if not _stat.S_ISREG(st.st_mode):
+        kind = ("FIFO" if _stat.S_ISFIFO(st.st_mode) else "socket" if _stat.S_ISSOCK(st.st_mode)
+                else "device" if _stat.S_ISCHR(st.st_mode) or _stat.S_ISBLK(st.st_mode) else "special file")
+        raise SourceNotFound(url, f"not a regular file ({kind})")
+    if not os.access(path, os.R_OK):
+        raise SourceNotFound(url, "cannot open: Permission denied")
+    return st.st_size
+
+
 def _ffmpeg_message(exc: BaseException) -> str:
     msg = getattr(exc, "strerror", None) or str(exc)
     return f"ffmpeg: {msg}".strip()
@@ -296,12 +346,24 @@ def _select_stream(container: Any, url: str, stream_index: int | None) -> Any:
             raise InvalidParameter(
                 f"{url}: audio stream {stream_index} requested, file has {len(audio)} (0..{len(audio) - 1})"
             )
-        return audio[stream_index]
+        return _decodable(audio[stream_index], url)
     # FFmpeg's notion of the default stream: the one flagged default, else the first.
     for s in audio:
         if s.disposition & av.stream.Disposition.default:
-            return s
-    return audio[0]
+            return _decodable(s, url)
+    return _decodable(audio[0], url)
+
+
+def _decodable(astream: Any, url: str) -> Any:
+    """The stream, if FFmpeg has a decoder for it and its header makes sense."""
+    cc = astream.codec_context
+    if cc is None:
+        tag = getattr(astream, "codec_tag", None) or ""
+        raise UnsupportedMedia(url, "the audio stream's codec is unknown or has no decoder"
+                                    + (f" (codec tag {tag!r})" if tag else "") + "; its header may be corrupt")
+    if not cc.sample_rate or not cc.channels:
+        raise DecodeError(url, "audio stream headers are unreadable (no sample rate or channels)")
+    return astream
 
 
 def _container_kind(container: Any, url: str) -> str:
@@ -403,7 +465,7 @@ def _wav_declared_data_bytes(url: str) -> tuple[int, int] | None:
     import struct
 
     try:
-        kwargs = {} if _is_local(url) else {"block_size": 1 << 16}
+        kwargs = {} if _is_local(url) else {"block_size": 1 << 16, **storage.storage_options(url)}
         with fsspec.open(url if "://" in url else _local_path(url), "rb", **kwargs) as f:
             head = f.read(12)
             if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
@@ -457,13 +519,20 @@ def base_is_float(frame: Any) -> bool:
     return frame.format.name.rstrip("p") in ("flt", "dbl")
 
 
+#: Float samples beyond this magnitude (x full scale: +80 dBFS) are clamped to it before analysis
+#: and counted: an overflowing or corrupt float file reads as very loud, never as silent.
+FLOAT_CLAMP = 1.0e4
+
+
 def _frame_to_array(frame: Any, channels: int) -> np.ndarray:
-    """Decoded frame -> float32 ``(channels, samples)`` in [-1, 1) full scale."""
+    """Decoded frame -> float32 ``(channels, samples)`` in [-1, 1) full scale (float formats as
+    they are, clamped to +-:data:`FLOAT_CLAMP`; NaN stays NaN for the caller to count)."""
     arr = frame.to_ndarray()
     fmt = frame.format.name
     base = fmt.rstrip("p")
     if base in ("flt", "dbl"):
-        out = arr.astype(np.float32, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.clip(arr, -FLOAT_CLAMP, FLOAT_CLAMP).astype(np.float32, copy=False)
     elif base == "u8":
         out = (arr.astype(np.float32) - 128.0) / np.float32(_INT_SCALE[base])
     else:
@@ -544,7 +613,11 @@ class AudioStream:
             raise EmptyMedia(self.url, "the audio stream holds no samples")
         if self.report.nonfinite_samples:
             self.report.warnings.append(
-                f"{self.report.nonfinite_samples} NaN/infinite samples replaced by 0 before analysis")
+                f"{self.report.nonfinite_samples} NaN (not-a-number) samples replaced by 0 before analysis")
+        if self.report.clamped_samples:
+            self.report.warnings.append(
+                f"{self.report.clamped_samples} float samples at or beyond {FLOAT_CLAMP:g} times full scale "
+                f"(+80 dBFS: overflowing or infinite values) clamped to it before analysis")
 
     def _time_base_samples(self, pts: int | None) -> int | None:
         if pts is None:
@@ -609,10 +682,14 @@ class AudioStream:
                                       f"analysed up to there")
                     return
                 data = _frame_to_array(frame, self.channels)
-                if base_is_float(frame) and not np.isfinite(data).all():
-                    bad = ~np.isfinite(data)
-                    report.nonfinite_samples += int(bad.sum())
-                    data = np.where(bad, np.float32(0.0), data)
+                if base_is_float(frame):
+                    if not np.isfinite(data).all():  # NaN: no value at all
+                        bad = ~np.isfinite(data)
+                        report.nonfinite_samples += int(bad.sum())
+                        data = np.where(bad, np.float32(0.0), data)
+                    clamped = int(np.count_nonzero(np.abs(data) >= np.float32(FLOAT_CLAMP)))
+                    if clamped:
+                        report.clamped_samples += clamped
                 n = data.shape[1]
                 lo, hi = position, position + n
                 position = hi
@@ -1666,9 +1743,9 @@ def check_writable(url: str) -> None:
             raise OutputError(url, f"directory {directory} is not writable")
         return
     try:
-        fs, path = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise OutputError(url, f"cannot write to this URL ({exc})") from None
+        fs, path = storage.filesystem(url)
+    except AudioQCError as exc:
+        raise OutputError(url, f"cannot write to this URL ({getattr(exc, 'problem', exc)})") from None
     if not path or path.endswith("/"):
         raise OutputError(url, "names a bucket or directory, not an object")
     protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
@@ -1677,7 +1754,8 @@ def check_writable(url: str) -> None:
         try:
             exists = fs.exists(bucket)
         except Exception as exc:  # credential and network errors differ per backend
-            raise OutputError(url, f"cannot check bucket {bucket}: {type(exc).__name__}: {exc}") from None
+            err = storage.remote_error(url, exc, doing=f"check bucket {bucket}")
+            raise OutputError(url, getattr(err, "problem", str(err))) from None
         if not exists:
             raise OutputError(url, f"bucket {bucket} does not exist or is not accessible")
 
@@ -1744,15 +1822,14 @@ def _publish_http(tmp: str, url: str) -> None:
 def _publish_fsspec(tmp: str, url: str) -> None:
     """One ``put_file``: s3fs sends one PUT (under 2 x its 50 MiB chunk size) or a multipart upload
     completed only at the end (aborted on failure), so no reader ever sees a partial object."""
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = storage.filesystem(url)
     try:
         fs.put_file(tmp, path)
     except FileNotFoundError:
         raise OutputError(url, "the bucket or directory does not exist") from None
-    except PermissionError:
-        raise OutputError(url, "access denied") from None
     except Exception as exc:  # network and credential errors differ per backend
-        raise OutputError(url, f"upload failed: {type(exc).__name__}: {exc}") from None
+        err = storage.remote_error(url, exc, doing="upload")
+        raise OutputError(url, getattr(err, "problem", str(err))) from None
 
 
 @contextlib.contextmanager

@@ -96,12 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reuse", dest="reuse", action="store_false",
                    help="analyse every file even if unchanged since an earlier run")
     p.add_argument("--verbose", action="store_true", help="show Prefect's logs")
+    p.add_argument("--create-report-bucket", action="store_true",
+                   help="create the report's bucket if it does not exist (otherwise a missing bucket is an error)")
     p.add_argument("--remedy-to", default=None, metavar="PREFIX",
                    help="fix failing files with the policy's remedies (denoise, loudness) into PREFIX (same relative "
                         "paths), then diagnose them again: a second report row, stage=remedied")
     p.add_argument("--trends", action="store_true",
                    help="end with the report's trends: alerts and summary as Prefect artifacts, the HTML report "
-                        "written under DEST/_trends/, the flow run tagged 'trends-alert' on an alert")
+                        "written under DEST.audioqc/trends/, the flow run tagged 'trends-alert' on an alert")
 
     p = sub.add_parser("trends", help="trends over a report's runs; alerts on systemic drops (docs/trends.md)")
     p.add_argument("report", help="report dataset URL (directory or s3://...)")
@@ -198,8 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """A message as one line: newlines and other control characters escaped (a file name may hold
+    them; an error is one line on stderr whatever it quotes)."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
 def _warn(message: str) -> None:
-    print(f"{PROG}: warning: {message}", file=sys.stderr)
+    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
 
 
 def _decode_warnings(url: str, result: Any) -> None:
@@ -380,7 +388,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
                 raise
             failed += 1
             message = str(exc) if isinstance(exc, AudioQCError) else f"{url}: internal error: {type(exc).__name__}: {exc}"
-            print(f"{PROG}: error: {message}", file=sys.stderr)
+            print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
             rows.append(_table_row(url, None, message.split(": ", 1)[-1]))
             outputs.append({"url": url, "error": message})
             continue
@@ -425,12 +433,27 @@ def _print_remedies(remedy: dict[str, Any]) -> None:
         print("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
 
 
-def _cmd_audit(args: argparse.Namespace) -> int:
+def quiet_prefect(verbose: bool) -> None:
+    """Prefect's own logs (task failures with their tracebacks included) stay in the flow run's
+    logs on its API; without ``--verbose`` the terminal gets this command's own lines only."""
+    import logging
     import os
 
-    if not args.verbose:
+    if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        logging.raiseExceptions = False  # no "--- Error logging to API ---" for a log line sent late
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from flows.checks import check_audit
+
+    # every argument that can be wrong, before Prefect is even imported (~2 s)
+    check_audit(args.source, args.report, policy=args.policy, run_id=args.run_id, batch_size=args.batch_size,
+                part_rows=args.part_rows, workers=args.workers if args.dask is None else None,
+                remedy_url=args.remedy_to, trends=args.trends, create_report_bucket=args.create_report_bucket)
+    quiet_prefect(args.verbose)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -451,9 +474,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                 args.source, args.report, workers=args.workers, dask_address=args.dask, policy=args.policy,
                 include=args.include, exclude=args.exclude, batch_size=args.batch_size,
                 part_rows=args.part_rows, run_id=args.run_id,
-                reuse=args.reuse, trends=args.trends, remedy_url=args.remedy_to)
+                reuse=args.reuse, trends=args.trends, remedy_url=args.remedy_to,
+                create_report_bucket=args.create_report_bucket)
         finally:
             progress.hook = None
+    for message in summary.get("warnings", []):
+        _warn(message)
     counts = summary["counts"]
     print(f"run {summary['run_id']}: {summary['files']} files under {summary['source']} -> {summary['report']} "
           f"(run_date={summary['run_date']})")
@@ -636,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except AudioQCError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -649,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, never a traceback
         target = (getattr(args, "url", None) or getattr(args, "input", None)
                   or ",".join(getattr(args, "urls", []) or []))
-        print(f"{PROG}: internal error: {target}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(one_line(f"{PROG}: internal error: {target}: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 1
 
 

@@ -8,7 +8,7 @@
 - :func:`read` reads a chosen set of columns (Parquet column pruning), the rows of one stage:
   ``original`` (the default: first-pass rows, and rows of reports written before stages existed,
   where ``stage`` is null), ``remedied`` or ``all``.
-- Run manifests: ``{report}/_runs/{run_id}.json`` records the audited root and the policy of a
+- Run manifests: ``{report}.audioqc/runs/{run_id}.json`` records the audited root and the policy of a
   run (written by the audit's trends step, :mod:`tasks.trends`). Parquet readers skip names that
   start with ``_`` (pyarrow, pandas) and DuckDB's ``**/*.parquet`` glob does not match them. Where
   a run has no manifest, its root is the longest common folder of its files' URLs.
@@ -22,16 +22,24 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from audiolib import storage
 from audiolib.errors import InvalidParameter, SourceNotFound
 
 from . import report
 
 STAGES = ("original", "remedied", "all")
-MANIFEST_DIR = "_runs"
+MANIFEST_DIR = "runs"  # under the report's sidecar folder (audioqc.report.sidecar)
+
+
+def _sidecar_root(fs: Any, root: str) -> str:
+    """The report's sidecar folder as a path of ``fs`` (``root`` is the report's path)."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    url = root if protocol in ("file", "local") else f"{protocol}://{root}"
+    side = report.sidecar(url)
+    return side.split("://", 1)[1] if protocol not in ("file", "local") else side
 #: Columns of the remedy branch (issue 15), added to the read schema where report.schema() lacks them.
 EXTRA_FIELDS = (pa.field("stage", pa.string()), pa.field("original_url", pa.string()),
                 pa.field("remedies", pa.list_(pa.string())))
@@ -48,7 +56,7 @@ def _schema() -> pa.Schema:
 def is_report(url: str) -> bool:
     """Whether ``url`` is a directory or prefix with ``run_date=`` partitions."""
     try:
-        fs, root = fsspec.core.url_to_fs(url)
+        fs, root = storage.filesystem(url)
         if not fs.isdir(root):
             return False
         return any(posixpath.basename(p.rstrip("/")).startswith(f"{report.PARTITION}=")
@@ -60,7 +68,7 @@ def is_report(url: str) -> bool:
 def open_report(url: str) -> ds.Dataset:
     """The report at ``url`` as a dataset; :class:`SourceNotFound` if it is not a report or has no rows."""
     try:
-        fs, root = fsspec.core.url_to_fs(url)
+        fs, root = storage.filesystem(url)
         if not fs.exists(root):
             raise SourceNotFound(url, "no such report (directory or prefix)")
         if not fs.isdir(root):
@@ -139,7 +147,7 @@ def read(url: str, columns: Sequence[str], *, stage: str = "original", run_ids: 
 # the run cache
 
 
-CACHE_DIR = "_cache"
+CACHE_DIR = "cache"  # under the report's sidecar folder
 #: Not ``.parquet``: a ``**/*.parquet`` glob (DuckDB's hive reading) must not take a cache file
 #: for a part of the report.
 CACHE_SUFFIX = ".pqcache"
@@ -169,7 +177,7 @@ def _cache_dir(fs: Any, root: str) -> str:
     import hashlib
 
     digest = hashlib.sha1(_cache_schema().to_string().encode()).hexdigest()[:10]
-    return f"{root.rstrip('/')}/{CACHE_DIR}/runs-{digest}"
+    return f"{_sidecar_root(fs, root)}/{CACHE_DIR}/runs-{digest}"
 
 
 def _run_of_part(name: str) -> str | None:
@@ -186,7 +194,7 @@ def cached_runs(url: str, run_ids: Sequence[str] | None = None) -> tuple[list[st
     could not be cached.
 
     A run's cache file is one Parquet file of :func:`_cache_schema`'s columns in
-    ``{report}/_cache/runs-{schema digest}/``, named by the run id and a digest of the names and
+    ``{report}.audioqc/cache/runs-{schema digest}/``, named by the run id and a digest of the names and
     sizes of the run's parts (``RUN.DIGEST.pqcache``: not ``.parquet``, which DuckDB's
     ``**/*.parquet`` glob would take for a part), so that a run resumed later is cached again. The
     audit writes parts atomically, so a visible part is complete. Parts whose names do not carry a
@@ -195,7 +203,7 @@ def cached_runs(url: str, run_ids: Sequence[str] | None = None) -> tuple[list[st
     """
     import hashlib
 
-    fs, root = fsspec.core.url_to_fs(url)
+    fs, root = storage.filesystem(url)
     root = root.rstrip("/")
     by_run: dict[str, list[tuple[str, int]]] = {}
     loose: list[str] = []
@@ -275,14 +283,14 @@ def _build_cache(fs: Any, url: str, target: str, parts: list[str], directory: st
 
 
 def _parts_dataset(url: str, paths: list[str]) -> ds.Dataset:
-    fs, root = fsspec.core.url_to_fs(url)
+    fs, root = storage.filesystem(url)
     part = ds.partitioning(pa.schema([(report.PARTITION, pa.string())]), flavor="hive")
     return ds.dataset(paths, filesystem=fs, format="parquet", partitioning=part, schema=_schema(),
                       partition_base_dir=root.rstrip("/"), exclude_invalid_files=False)
 
 
 def _cache_dataset(url: str, paths: list[str]) -> ds.Dataset:
-    fs, _ = fsspec.core.url_to_fs(url)
+    fs, _ = storage.filesystem(url)
     return ds.dataset(paths, filesystem=fs, format="parquet", schema=_cache_schema(), exclude_invalid_files=False)
 
 
@@ -308,7 +316,7 @@ def runs(url: str, *, stage: str = "original", dataset: ds.Dataset | None = None
 def collection_root(source: str) -> str:
     """The root as the audit writes its files' URLs (``tasks.storage.list_objects``): an absolute
     path for local sources, the full URL for remote ones."""
-    fs, root = fsspec.core.url_to_fs(source)
+    fs, root = storage.filesystem(source)
     root = root.rstrip("/")
     return fs.unstrip_protocol(root) if "://" in source else root
 
@@ -349,9 +357,9 @@ def first_folder(rel: str) -> str:
 
 
 def write_manifest(report_url: str, run_id: str, **fields: Any) -> str:
-    """Write ``{report}/_runs/{run_id}.json`` (fields: ``source``, ``root``, ``policy``, ...)."""
-    fs, root = fsspec.core.url_to_fs(report_url)
-    directory = f"{root.rstrip('/')}/{MANIFEST_DIR}"
+    """Write ``{report}.audioqc/runs/{run_id}.json`` (fields: ``source``, ``root``, ``policy``, ...)."""
+    fs, root = storage.filesystem(report_url)
+    directory = f"{_sidecar_root(fs, root)}/{MANIFEST_DIR}"
     fs.makedirs(directory, exist_ok=True)
     path = f"{directory}/{run_id}.json"
     fs.pipe_file(path, json.dumps({"run_id": run_id, **fields}, default=str, indent=1).encode())
@@ -360,8 +368,8 @@ def write_manifest(report_url: str, run_id: str, **fields: Any) -> str:
 
 def read_manifests(report_url: str) -> dict[str, dict[str, Any]]:
     """Every run manifest of the report, by run id (empty when there are none)."""
-    fs, root = fsspec.core.url_to_fs(report_url)
-    directory = f"{root.rstrip('/')}/{MANIFEST_DIR}"
+    fs, root = storage.filesystem(report_url)
+    directory = f"{_sidecar_root(fs, root)}/{MANIFEST_DIR}"
     out: dict[str, dict[str, Any]] = {}
     try:
         paths = [p for p in fs.ls(directory, detail=False) if p.endswith(".json")]

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-import fsspec
 
+from audiolib import storage
 from audiolib import __version__
 
 from . import plots
@@ -242,7 +242,7 @@ def compare_html(result: Any, figures: Mapping[str, bytes] | None = None) -> str
 
 def write_text(text: str, url: str) -> str:
     """Write a text file to a path or fsspec URL (one PUT on object storage); returns the URL."""
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = storage.filesystem(url)
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     if parent:
         fs.makedirs(parent, exist_ok=True)

@@ -49,7 +49,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from audiolib.errors import InvalidParameter
+from audiolib.errors import AudioQCError, InvalidParameter
 
 from .remedies import REMEDY_ORDER, Remedy
 from .remedies import validate as validate_remedy
@@ -320,27 +320,98 @@ def load_policy(name_or_path: str | Path) -> Policy:
     return parse_policy(text, source=where)
 
 
+#: Limits on what a policy may be (a policy can come from anyone once a service accepts one): its
+#: size, YAML aliases (a "billion laughs" bomb expands a few anchors exponentially), nesting depth
+#: and rule count. The presets use at most 16 rules, 3 levels and no alias.
+MAX_POLICY_BYTES = 1 << 20
+MAX_ALIASES = 64
+MAX_DEPTH = 16
+MAX_RULES = 1000
+#: Longest excerpt of a bad value quoted in an error message.
+EXCERPT_CHARS = 80
+
+
+def _excerpt(value: Any) -> str:
+    """A value as an error message may quote it: at most EXCERPT_CHARS characters of its repr."""
+    text = repr(value) if not isinstance(value, str) else repr(value[:EXCERPT_CHARS + 1])
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 3] + "..."
+
+
 def _read_text(where: str) -> str:
+    """A policy file's text, at most MAX_POLICY_BYTES, from a path or any fsspec URL (with the
+    storage timeouts; a refused connection or an HTTP error says so, not "not found")."""
+    from audiolib import storage
+
     try:
         if "://" in where:
-            import fsspec
-
-            with fsspec.open(where, "rt", encoding="utf-8") as f:
-                return f.read()
-        return Path(where).read_text(encoding="utf-8")
+            if where.split("://", 1)[0].lower() in ("http", "https"):
+                storage.check_http(where)  # fsspec's HTTP filesystem calls every failure "not found"
+            fs, path = storage.filesystem(where)
+            with fs.open(path, "rb") as f:
+                data = f.read(MAX_POLICY_BYTES + 1)
+        else:
+            with open(where, "rb") as f:
+                data = f.read(MAX_POLICY_BYTES + 1)
     except FileNotFoundError:
         raise InvalidParameter(f"{where}: policy file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidParameter(f"{where}: cannot read policy file: {exc}") from None
+    except IsADirectoryError:
+        raise InvalidParameter(f"{where}: is a directory, not a policy file") from None
+    except InvalidParameter:
+        raise
+    except AudioQCError as exc:
+        raise InvalidParameter(f"{where}: cannot read policy file: {getattr(exc, 'problem', exc)}") from None
+    except Exception as exc:  # network and credential errors differ per backend
+        err = storage.remote_error(where, exc) if "://" in where else exc
+        problem = getattr(err, "problem", None) or getattr(err, "strerror", None) or str(err)
+        raise InvalidParameter(f"{where}: cannot read policy file: {problem}") from None
+    if len(data) > MAX_POLICY_BYTES:
+        raise InvalidParameter(f"{where}: a policy is at most {MAX_POLICY_BYTES // 1024} KiB; this file is larger")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameter(f"{where}: not UTF-8 text (byte {exc.start})") from None
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a cap on aliases and on nesting depth, checked while composing
+    (before anything is expanded or recursed into)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _PolicyTooComplex(f"more than {MAX_ALIASES} YAML aliases (*name)")
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _PolicyTooComplex(f"nested deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _PolicyTooComplex(Exception):
+    pass
 
 
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
     """Parse and validate policy YAML text; ``source`` names it in error messages."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise InvalidParameter(f"{source}: a policy is at most {MAX_POLICY_BYTES // 1024} KiB; this text is larger")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 (a SafeLoader with limits)
+    except _PolicyTooComplex as exc:
+        raise InvalidParameter(f"{source}: not accepted as a policy: {exc}") from None
+    except RecursionError:
+        raise InvalidParameter(f"{source}: not accepted as a policy: nested too deeply") from None
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())
-        raise InvalidParameter(f"{source}: malformed YAML: {detail}") from None
+        raise InvalidParameter(f"{source}: malformed YAML: {detail[:300]}") from None
     return policy_from_dict(data, source=source)
 
 
@@ -354,12 +425,14 @@ def policy_from_dict(data: Any, *, source: str = "<policy>") -> Policy:
     for key, value in (("name", name), ("description", data.get("description", "")),
                        ("source", data.get("source", ""))):
         if not isinstance(value, str):
-            raise InvalidParameter(f"{source}: {key} must be text, got {value!r}")
+            raise InvalidParameter(f"{source}: {key} must be text, got {_excerpt(value)}")
     if not name.strip():
         raise InvalidParameter(f"{source}: the policy needs a name")
     rules = data.get("rules")
     if not isinstance(rules, list) or not rules:
-        raise InvalidParameter(f"{source}: 'rules' must be a non-empty list of rules, got {rules!r}")
+        raise InvalidParameter(f"{source}: 'rules' must be a non-empty list of rules, got {_excerpt(rules)}")
+    if len(rules) > MAX_RULES:
+        raise InvalidParameter(f"{source}: {len(rules)} rules: a policy has at most {MAX_RULES}")
     columns = metric_columns()
     parsed = tuple(_rule(r, i, source, columns) for i, r in enumerate(rules, 1))
     return Policy(name=name, description=data.get("description", "") or "",
@@ -373,7 +446,7 @@ def _remedies(raw: Any, rules: tuple[Rule, ...], source: str) -> tuple[tuple[str
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise InvalidParameter(f"{source}: 'remedies' is a mapping of remedy name -> parameters, got {raw!r}")
+        raise InvalidParameter(f"{source}: 'remedies' is a mapping of remedy name -> parameters, got {_excerpt(raw)}")
     named = {r.remedy for r in rules if r.remedy}
     speech = any(r.remedy == "loudness" and r.metric == "loudness_speech_integrated_lufs" for r in rules)
     out: dict[str, Remedy] = {}
@@ -396,7 +469,7 @@ def _no_unknown_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str
         hints = []
         for k in unknown:
             close = difflib.get_close_matches(str(k), allowed, n=1, cutoff=0.6)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints.append(f"{_excerpt(k)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise InvalidParameter(f"{where}: unknown key(s) {', '.join(hints)}; allowed: {', '.join(allowed)}")
 
 
@@ -419,7 +492,7 @@ _KIND_OPS = {"number": _NUMBER_OPS, "string": _STRING_OPS, "bool": _BOOL_OPS, "l
 def _rule(raw: Any, index: int, source: str, columns: list[str]) -> Rule:
     where = f"{source}: rule {index}"
     if not isinstance(raw, Mapping):
-        raise InvalidParameter(f"{where}: a rule is a mapping (metric, a condition, severity, advice), got {raw!r}")
+        raise InvalidParameter(f"{where}: a rule is a mapping (metric, a condition, severity, advice), got {_excerpt(raw)}")
     metric = raw.get("metric")
     if not isinstance(metric, str) or not metric:
         raise InvalidParameter(f"{where}: 'metric' (a report column name) is required")
@@ -428,7 +501,7 @@ def _rule(raw: Any, index: int, source: str, columns: list[str]) -> Rule:
     if metric not in columns:
         close = difflib.get_close_matches(metric, columns, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else "; see audioqc.report.metric_columns()"
-        raise InvalidParameter(f"{where}: unknown metric {metric!r}{hint}")
+        raise InvalidParameter(f"{where}: unknown metric {_excerpt(metric)}{hint}")
     dtype = metric_type(metric)
     kind = _kind(dtype)
     ops = [k for k in raw if k in OPERATORS]
@@ -439,22 +512,22 @@ def _rule(raw: Any, index: int, source: str, columns: list[str]) -> Rule:
     op = ops[0]
     if op not in _KIND_OPS[kind]:
         allowed = ", ".join(_KIND_OPS[kind]) or "none: nested columns take no rules"
-        raise InvalidParameter(f"{where}: {op!r} does not apply to metric type {dtype} (conditions: {allowed})")
+        raise InvalidParameter(f"{where}: {_excerpt(op)} does not apply to metric type {dtype} (conditions: {allowed})")
     operand = _operand(op, raw[op], kind, dtype, where)
     severity = raw.get("severity")
     if severity not in SEVERITIES:
-        raise InvalidParameter(f"{where}: severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+        raise InvalidParameter(f"{where}: severity must be one of {', '.join(SEVERITIES)}, got {_excerpt(severity)}")
     advice = raw.get("advice")
     if not isinstance(advice, str) or not advice.strip():
         raise InvalidParameter(f"{where}: 'advice' (what to do when the rule is not met) is required")
     when_missing = raw.get("when_missing", "warn")
     if when_missing not in WHEN_MISSING:
-        raise InvalidParameter(f"{where}: when_missing must be one of {', '.join(WHEN_MISSING)}, got {when_missing!r}")
+        raise InvalidParameter(f"{where}: when_missing must be one of {', '.join(WHEN_MISSING)}, got {_excerpt(when_missing)}")
     remedy = raw.get("remedy")
     if remedy is not None and remedy not in REMEDY_ORDER:
         close = difflib.get_close_matches(str(remedy), REMEDY_ORDER, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InvalidParameter(f"{where}: unknown remedy {remedy!r}{hint}; remedies: {', '.join(REMEDY_ORDER)}")
+        raise InvalidParameter(f"{where}: unknown remedy {_excerpt(remedy)}{hint}; remedies: {', '.join(REMEDY_ORDER)}")
     return Rule(metric=metric, op=op, operand=operand, severity=severity, advice=" ".join(advice.split()),
                 when_missing=when_missing, remedy=remedy)
 
@@ -463,19 +536,19 @@ def _scalar(value: Any, kind: str, dtype: pa.DataType, where: str, what: str) ->
     """An operand checked against the metric's scalar kind."""
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidParameter(f"{where}: {what} must be a finite number for metric type {dtype}, got {value!r}")
+            raise InvalidParameter(f"{where}: {what} must be a finite number for metric type {dtype}, got {_excerpt(value)}")
         if pa.types.is_integer(dtype) and isinstance(value, float) and what.startswith(("equals", "not_equals", "in", "not_in")):
             if not value.is_integer():
-                raise InvalidParameter(f"{where}: {what} must be a whole number for metric type {dtype}, got {value!r}")
+                raise InvalidParameter(f"{where}: {what} must be a whole number for metric type {dtype}, got {_excerpt(value)}")
             value = int(value)
         return value
     if kind == "string":
         if not isinstance(value, str):
-            raise InvalidParameter(f"{where}: {what} must be text for metric type {dtype}, got {value!r}")
+            raise InvalidParameter(f"{where}: {what} must be text for metric type {dtype}, got {_excerpt(value)}")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
-            raise InvalidParameter(f"{where}: {what} must be true or false for metric type {dtype}, got {value!r}")
+            raise InvalidParameter(f"{where}: {what} must be true or false for metric type {dtype}, got {_excerpt(value)}")
         return value
     raise AssertionError(kind)
 
@@ -483,22 +556,22 @@ def _scalar(value: Any, kind: str, dtype: pa.DataType, where: str, what: str) ->
 def _operand(op: str, value: Any, kind: str, dtype: pa.DataType, where: str) -> Any:
     if op == "between":
         if not isinstance(value, list) or len(value) != 2:
-            raise InvalidParameter(f"{where}: between takes [low, high], got {value!r}")
+            raise InvalidParameter(f"{where}: between takes [low, high], got {_excerpt(value)}")
         lo, hi = (_scalar(v, kind, dtype, where, "between bounds") for v in value)
         if lo > hi:
-            raise InvalidParameter(f"{where}: between [{lo!r}, {hi!r}]: low is above high")
+            raise InvalidParameter(f"{where}: between [{_excerpt(lo)}, {_excerpt(hi)}]: low is above high")
         return (lo, hi)
     if op in ("in", "not_in"):
         if not isinstance(value, list) or not value:
-            raise InvalidParameter(f"{where}: {op} takes a non-empty list, got {value!r}")
+            raise InvalidParameter(f"{where}: {op} takes a non-empty list, got {_excerpt(value)}")
         return tuple(_scalar(v, kind, dtype, where, f"{op} items") for v in value)
     if op in ("is_true", "is_false"):
         if value is not True and value is not None:
-            raise InvalidParameter(f"{where}: write '{op}: true' (or use equals: true|false), got {op}: {value!r}")
+            raise InvalidParameter(f"{where}: write '{op}: true' (or use equals: true|false), got {op}: {_excerpt(value)}")
         return True
     if op == "empty":
         if not isinstance(value, bool):
-            raise InvalidParameter(f"{where}: empty takes true or false, got {value!r}")
+            raise InvalidParameter(f"{where}: empty takes true or false, got {_excerpt(value)}")
         return value
     if op in ("contains", "not_contains"):
         return _scalar(value, _kind(dtype.value_type), dtype.value_type, where, op)

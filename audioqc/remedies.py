@@ -31,6 +31,12 @@ from typing import Any
 
 from audiolib.errors import InvalidParameter
 
+
+def _excerpt(value: Any) -> str:
+    """A value as an error message may quote it (at most 80 characters)."""
+    text = repr(value if not isinstance(value, str) else value[:81])
+    return text if len(text) <= 80 else text[:77] + "..."
+
 #: Remedies in the order they are applied.
 REMEDY_ORDER = ("denoise", "loudness")
 #: Which metrics each remedy repairs (a remedy never clears a failure on another metric; see
@@ -67,9 +73,9 @@ class Remedy:
 
 def _number(value: Any, where: str, key: str, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidParameter(f"{where}: {key} must be a number, got {value!r}")
+        raise InvalidParameter(f"{where}: {key} must be a number, got {_excerpt(value)}")
     if not lo <= value <= hi:
-        raise InvalidParameter(f"{where}: {key}={value!r} must be from {lo:g} to {hi:g}")
+        raise InvalidParameter(f"{where}: {key}={_excerpt(value)} must be from {lo:g} to {hi:g}")
     return float(value)
 
 
@@ -78,7 +84,7 @@ def _format(value: Any, where: str) -> str:
 
     text = value.lower().lstrip(".") if isinstance(value, str) else value
     if text not in OUTPUT_FORMATS:
-        raise InvalidParameter(f"{where}: format={value!r} is not an output format; "
+        raise InvalidParameter(f"{where}: format={_excerpt(value)} is not an output format; "
                                f"formats: {', '.join(OUTPUT_FORMATS)}")
     return str(text)
 
@@ -94,24 +100,24 @@ def validate(name: str, raw: Any, where: str, *, gating: str = "level") -> Remed
     if name not in REMEDY_ORDER:
         close = difflib.get_close_matches(str(name), REMEDY_ORDER, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InvalidParameter(f"{where}: unknown remedy {name!r}{hint}; remedies: {', '.join(REMEDY_ORDER)}")
+        raise InvalidParameter(f"{where}: unknown remedy {_excerpt(name)}{hint}; remedies: {', '.join(REMEDY_ORDER)}")
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise InvalidParameter(f"{where}: the parameters of remedy {name!r} are a mapping, got {raw!r}")
+        raise InvalidParameter(f"{where}: the parameters of remedy {_excerpt(name)} are a mapping, got {_excerpt(raw)}")
     unknown = [k for k in raw if k not in _KEYS[name]]
     if unknown:
         hints = []
         for k in unknown:
             close = difflib.get_close_matches(str(k), _KEYS[name], n=1, cutoff=0.6)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise InvalidParameter(f"{where}: remedy {name!r}: unknown parameter(s) {', '.join(hints)}; "
+            hints.append(f"{_excerpt(k)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InvalidParameter(f"{where}: remedy {_excerpt(name)}: unknown parameter(s) {', '.join(hints)}; "
                                f"parameters: {', '.join(_KEYS[name])}")
     params: dict[str, Any] = {}
     if name == "denoise":
         amount = raw.get("amount", 100)
         if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= 100:
-            raise InvalidParameter(f"{where}: remedy 'denoise': amount={amount!r} must be an integer from 1 to 100")
+            raise InvalidParameter(f"{where}: remedy 'denoise': amount={_excerpt(amount)} must be an integer from 1 to 100")
         params["amount"] = amount
     else:
         if "target_lufs" not in raw:
@@ -123,7 +129,7 @@ def validate(name: str, raw: Any, where: str, *, gating: str = "level") -> Remed
                                                "true_peak_max_dbtp", *CEILING_RANGE_DBTP)
         g = raw.get("gating", gating)
         if g not in ("level", "speech"):
-            raise InvalidParameter(f"{where}: remedy 'loudness': gating={g!r} must be 'level' or 'speech'")
+            raise InvalidParameter(f"{where}: remedy 'loudness': gating={_excerpt(g)} must be 'level' or 'speech'")
         params["gating"] = g
     if "format" in raw:
         params["format"] = _format(raw["format"], f"{where}: remedy {name!r}")

@@ -41,11 +41,11 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from audiolib import storage
 from audiolib import ANALYSIS_VERSION, __version__
 from audiolib.diagnose import RESULT_TYPES, DiagnoseResult
 
@@ -311,14 +311,22 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 
 def write_table(table: pa.Table, report_url: str, run: RunInfo, part: int) -> str:
-    """Write a table of report rows as one part (see :func:`write_rows`)."""
-    fs, root = fsspec.core.url_to_fs(report_url)
+    """Write a table of report rows as one part (see :func:`write_rows`).
+
+    Local: written under a temporary name in the report's sidecar folder (outside the dataset,
+    same filesystem: no reader ever globs it) and renamed into place. Object storage: one PUT of
+    the finished bytes, and no ``makedirs`` (which would create a missing bucket: a missing or
+    deleted bucket is an error, never silently made again).
+    """
+    fs, root = storage.filesystem(report_url)
     directory = f"{root.rstrip('/')}/{PARTITION}={run.run_date}"
     name = f"part-{run.run_id}-{part:06d}.parquet"
     final = f"{directory}/{name}"
-    fs.makedirs(directory, exist_ok=True)
     if _is_local(fs):
-        tmp = f"{directory}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
+        os.makedirs(directory, exist_ok=True)
+        scratch = temporary_dir(report_url)
+        os.makedirs(scratch, exist_ok=True)
+        tmp = os.path.join(scratch, f"{name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, final)
@@ -328,8 +336,57 @@ def write_table(table: pa.Table, report_url: str, run: RunInfo, part: int) -> st
     else:  # object storage: one PUT of the finished bytes is atomic
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        fs.pipe_file(final, sink.getvalue().to_pybytes())
+        try:
+            fs.pipe_file(final, sink.getvalue().to_pybytes())
+        except Exception as exc:  # a deleted bucket, denied, throttled: typed, transient or not
+            raise storage.remote_error(f"{report_url.rstrip('/')}/{PARTITION}={run.run_date}/{name}", exc,
+                                       doing="write the report part") from None
     return final
+
+
+def temporary_dir(report_url: str) -> str:
+    """Where a local report's parts are written before they are renamed into place."""
+    path = sidecar(report_url, "tmp")
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def remove_stale_temporaries(report_url: str, run_id: str) -> int:
+    """Delete the temporaries a killed run ``run_id`` left (local reports; an object store has
+    none: a PUT is whole or absent). Returns how many."""
+    if not storage.is_local(report_url):
+        return 0
+    scratch = temporary_dir(report_url)
+    removed = 0
+    try:
+        names = os.listdir(scratch)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(f"part-{run_id}-") and name.endswith(".tmp"):
+            try:
+                os.remove(os.path.join(scratch, name))
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+#: The folder beside a report (``<report>.audioqc``) for everything that is not one of its Parquet
+#: parts: parts being written, run manifests, the trends cache and HTML. Outside the dataset folder,
+#: so that every reader's glob over the report (DuckDB's ``report/**`` included) sees parts only.
+SIDECAR_SUFFIX = ".audioqc"
+
+
+def sidecar(report_url: str, *names: str) -> str:
+    """``<report>.audioqc/<names...>``: see :data:`SIDECAR_SUFFIX`. A report at the root of a
+    bucket keeps it inside, under ``.audioqc/`` (a bucket's root has no sibling)."""
+    base = report_url.rstrip("/")
+    _scheme, _, rest = base.partition("://")
+    if rest and "/" not in rest:  # s3://bucket: the bucket's own root
+        base = f"{base}/.audioqc"
+    else:
+        base = f"{base}{SIDECAR_SUFFIX}"
+    return "/".join([base, *names]) if names else base
 
 
 def _is_local(fs: Any) -> bool:
@@ -339,7 +396,7 @@ def _is_local(fs: Any) -> bool:
 
 def dataset(report_url: str) -> ds.Dataset:
     """The report as one pyarrow dataset (all runs; ``run_date`` from the hive partition)."""
-    fs, root = fsspec.core.url_to_fs(report_url)
+    fs, root = storage.filesystem(report_url)
     part = ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
     return ds.dataset(root, filesystem=fs, format="parquet", partitioning=part,
                       schema=schema().append(pa.field(PARTITION, pa.string())),

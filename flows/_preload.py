@@ -7,10 +7,15 @@ task (looking up block types), and with prefect-dask installed that imports dask
 tornado: ~0.6 s per worker, measured.
 """
 
-import prefect.plugins
-import prefect.task_engine  # noqa: F401
-import prefect.task_runners  # noqa: F401
+from flows.lifetime import die_with_parent
 
-import tasks.analyze  # noqa: F401
+die_with_parent()  # the fork server: killed with the audit that started it (flows/lifetime.py)
+
+import prefect.plugins  # noqa: E402
+import prefect.task_engine  # noqa: F401,E402
+import prefect.task_runners  # noqa: F401,E402
+
+import tasks.analyze  # noqa: F401,E402
+import tasks.remedy  # noqa: F401,E402
 
 prefect.plugins.load_prefect_collections()

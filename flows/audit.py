@@ -27,19 +27,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
     update_progress_artifact
 
+from audiolib import storage
 from audiolib import ANALYSIS_VERSION
 from audiolib.errors import InvalidParameter
 from audioqc import progress, report
 from tasks.analyze import analyze_batch, verdict_for
-from tasks.remedy import (RemedyJob, check_remedy_url, job_for, read_remedy_state, rediagnose, remedy,
-                          reusable, reuse_remedied)
+from flows.checks import check_audit
+from flows.lifetime import subprocesses_die_with_us
+from tasks.remedy import RemedyJob, job_for, read_remedy_state, rediagnose, remedy, reusable, reuse_remedied
 from tasks.trends import audit_trends, check_options as check_trends_options
 from flows.runner import WarmProcessPoolTaskRunner, prewarm
-from tasks.storage import STORAGE_RETRIES, STORAGE_RETRY_DELAYS_S, MediaObject, list_media
+from tasks.storage import STORAGE_TASK, MediaObject, list_media
 
 @dataclass
 class ReportState:
@@ -57,7 +58,7 @@ def _identity_of(row: dict[str, Any]) -> tuple:
     return (row["source_url"], None, row.get("size_bytes"), mtime.isoformat() if mtime else None)
 
 
-@task(name="read report state", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+@task(name="read report state", **STORAGE_TASK)
 def read_report_state(report_url: str, run_id: str) -> ReportState:
     """Rows already written for ``run_id``, its next part number, and reusable earlier rows."""
     state = ReportState()
@@ -71,9 +72,7 @@ def read_report_state(report_url: str, run_id: str) -> ReportState:
     this = table.filter(pc.equal(table["run_id"], run_id))
     state.done = set(this["source_url"].to_pylist())
     if this.num_rows:
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(report_url)
+        fs, root = storage.filesystem(report_url)
         parts = [p for p in fs.find(root) if f"part-{run_id}-" in p]
         state.next_part = 1 + max(int(p.rsplit("-", 1)[1].split(".")[0]) for p in parts)
     ok = table.filter(pc.and_(pc.equal(table["status"], "ok"), pc.equal(table["analysis_version"], ANALYSIS_VERSION)))
@@ -83,14 +82,14 @@ def read_report_state(report_url: str, run_id: str) -> ReportState:
     return state
 
 
-@task(name="write report part", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+@task(name="write report part", **STORAGE_TASK)
 def write_part(table: pa.Table, report_url: str, run: report.RunInfo, part: int) -> str:
     # A table, not a list of row dicts: Prefect walks every nested object of a task's parameters,
     # which cost ~1 s per 256 rows; a table is one opaque value.
     return report.write_table(table, report_url, run, part)
 
 
-@task(name="reuse cached rows", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+@task(name="reuse cached rows", **STORAGE_TASK)
 def reuse_rows(report_url: str, objects: list[MediaObject], sources: list[str], run: report.RunInfo,
                policy_spec: str | None) -> pa.Table:
     """Copy earlier ``ok`` rows of unchanged files into this run (verdict recomputed)."""
@@ -193,7 +192,12 @@ def _frozen_gc() -> Iterator[None]:
 
 
 class _PartWriter:
-    """Buffers rows and writes a report part every ``part_rows`` rows."""
+    """Buffers rows and writes a report part every ``part_rows`` rows.
+
+    The tallies (``counts`` of original rows by verdict, ``remedied`` of remedied rows) count rows
+    once their part is written: a write that fails fails the run, and the summary never counts a
+    row the report does not hold.
+    """
 
     def __init__(self, report_url: str, run: report.RunInfo, first_part: int, part_rows: int) -> None:
         self.report_url, self.run, self.part, self.part_rows = report_url, run, first_part, part_rows
@@ -204,31 +208,35 @@ class _PartWriter:
         self.worst: list[dict[str, Any]] = []
         self.written = 0
 
+    @staticmethod
+    def _key(row: dict[str, Any]) -> str:
+        return "error" if row["status"] == "error" else (row.get("verdict") or "ok")
+
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
-            key = "error" if row["status"] == "error" else (row.get("verdict") or "ok")
+        self.buffer.extend(rows)
+        if len(self.buffer) >= self.part_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        write_part(report.rows_to_table(self.buffer), self.report_url, self.run, self.part)
+        for row in self.buffer:  # written: now they count
+            key = self._key(row)
             if row.get("stage") == "remedied":
                 self.remedied[key] += 1
                 if len(self.after) < _RemedyBranch.SHOWN:
                     self.after[row["original_url"]] = {"url": row["source_url"], "error": row.get("error"),
                                                        **{k: row.get(k) for k in _BEFORE_AFTER}}
-                self.buffer.append(row)
                 continue
             self.counts[key] += 1
             if key in ("error", "fail") and len(self.worst) < 20:
                 self.worst.append({"file": row["source_url"], "status": key,
                                    "why": row.get("error") or "; ".join(r["metric"] + " " + r["rule"]
                                                                        for r in row.get("verdict_reasons") or [])})
-            self.buffer.append(row)
-        if len(self.buffer) >= self.part_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            write_part(report.rows_to_table(self.buffer), self.report_url, self.run, self.part)
-            self.written += len(self.buffer)
-            self.part += 1
-            self.buffer = []
+        self.written += len(self.buffer)
+        self.part += 1
+        self.buffer = []
 
 
 class _RemedyBranch:
@@ -306,7 +314,8 @@ _BEFORE_AFTER = ("verdict", "loudness_integrated_lufs", "loudness_true_peak_dbtp
 def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
           exclude: list[str] | None = None, batch_size: int = 32, part_rows: int = 256,
           run_id: str | None = None, reuse: bool = True, max_in_flight: int = 8,
-          trends: bool | dict[str, Any] = False, remedy_url: str | None = None) -> dict[str, Any]:
+          trends: bool | dict[str, Any] = False, remedy_url: str | None = None,
+          create_report_bucket: bool = False) -> dict[str, Any]:
     """Audit every media file under ``source`` into the Parquet dataset at ``report_url``.
 
     Parameters
@@ -336,19 +345,15 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         name a remedy is fixed by the policy's remedies into this prefix (same relative path),
         then diagnosed again: a second row, ``stage = remedied`` (:mod:`tasks.remedy`).
     """
-    if batch_size < 1 or part_rows < 1 or max_in_flight < 1:
-        raise InvalidParameter(f"batch_size={batch_size}, part_rows={part_rows}, max_in_flight={max_in_flight}: "
-                               "must be >= 1")
-    if policy is not None:
-        from audioqc.policy import load_policy
-
-        load_policy(policy)  # a bad policy stops the run before any work
-    trends_options = check_trends_options(trends)  # so does a bad trends option
-    if remedy_url is not None:
-        if policy is None:
-            raise InvalidParameter("--remedy-to needs --policy: the remedies and their parameters come from a policy")
-        check_remedy_url(remedy_url, source)  # inside the collection, or unwritable: before any work
+    if not isinstance(max_in_flight, int) or max_in_flight < 1:
+        raise InvalidParameter(f"max_in_flight={max_in_flight!r} must be an integer >= 1")
+    # every argument that can be wrong, before any work (run_audit checked them already; a
+    # deployment's run arrives here directly)
+    check_audit(source, report_url, policy=policy, run_id=run_id, batch_size=batch_size, part_rows=part_rows,
+                remedy_url=remedy_url, trends=trends, create_report_bucket=create_report_bucket)
+    trends_options = check_trends_options(trends)
     run = report.RunInfo.new(run_id)
+    report.remove_stale_temporaries(report_url, run.run_id)  # a killed attempt of this run
     objects = list_media(source, include, exclude)
     state = read_report_state(report_url, run.run_id)
     branch = _RemedyBranch(report_url, run, policy, source, remedy_url) if remedy_url is not None else None
@@ -408,6 +413,8 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         "written": writer.written,
         "counts": dict(writer.counts),
         "worst": writer.worst,
+        # folders the listing could not read: their rows say so, and so does the terminal
+        "warnings": [f"{o.url}: {o.problem}" for o in objects if o.problem and o.problem.startswith("cannot list")],
     }
     if branch is not None:
         summary["remedy"] = branch.summary(writer)
@@ -489,12 +496,10 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     import os
     import time
 
-    if not isinstance(workers, int) or workers < 1:
-        raise InvalidParameter(f"workers={workers!r} must be an integer >= 1")
-    if params.get("remedy_url") is not None:  # refused before the flow (and its server) starts
-        if params.get("policy") is None:
-            raise InvalidParameter("--remedy-to needs --policy: the remedies and their parameters come from a policy")
-        check_remedy_url(params["remedy_url"], source)
+    # refused before the flow, and its server, start: one clear error in well under a second
+    check_audit(source, report_url, workers=workers,
+                **{k: params[k] for k in ("policy", "run_id", "batch_size", "part_rows", "remedy_url", "trends",
+                                          "create_report_bucket") if k in params})
     if dask_address is not None:
         from prefect_dask import DaskTaskRunner
 
@@ -523,7 +528,8 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
 
     t0 = time.perf_counter()
     server = SubprocessASGIServer()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
+    with subprocesses_die_with_us():  # a kill -9 of this process takes the server with it
+        server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
     timings["server_start"] = time.perf_counter() - t0
     scratch = tempfile.TemporaryDirectory(prefix="audioqc-")
     updates: dict[Any, str] = {PREFECT_API_URL: server.api_url}
@@ -537,9 +543,9 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     finally:
         t0 = time.perf_counter()
         try:  # send the run's last log lines while the server is still there
-            from prefect.logging.handlers import APILogHandler
+            from prefect.logging.handlers import APILogWorker
 
-            APILogHandler.flush()
+            APILogWorker.drain_all(timeout=5)
         except Exception:  # logging must never fail the audit
             pass
         for setting in updates:

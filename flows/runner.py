@@ -57,6 +57,9 @@ def _enter_settings(settings: dict | None, initializer: Any = None, initargs: tu
     """Pool worker initializer: enter the flow's Prefect settings once, for the worker's life."""
     global _in_pool_worker
     _in_pool_worker = True
+    from flows.lifetime import die_with_parent
+
+    die_with_parent()  # a worker ends with the fork server (flows/lifetime.py)
     if settings:
         from prefect.context import SettingsContext
 

@@ -15,11 +15,11 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from audiolib.errors import AudioQCError, InvalidParameter
+from audiolib.errors import AudioQCError
 from audioqc import report
 
 from .analyze import _policy
-from .storage import STORAGE_RETRIES, STORAGE_RETRY_DELAYS_S
+from .storage import STORAGE_TASK
 
 
 @dataclass(frozen=True)
@@ -194,34 +194,6 @@ def rediagnose(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str) ->
     return report.rows_to_table([remedied_row(outcome, run, policy_spec)])
 
 
-def check_remedy_url(remedy_url: str, source: str) -> None:
-    """Refuse a remedy destination equal to or inside the audited collection (the remedied files
-    would be audited as new originals next time), and one that cannot be written."""
-    import os
-
-    from audiolib.io import check_writable
-
-    def norm(url: str) -> str:
-        if "://" not in url or url.startswith("file://"):
-            path = url[len("file://"):] if url.startswith("file://") else url
-            return os.path.realpath(os.path.abspath(path)).rstrip("/") + "/"
-        return url.rstrip("/") + "/"
-
-    if not isinstance(remedy_url, str) or not remedy_url.strip():
-        raise InvalidParameter(f"--remedy-to {remedy_url!r}: give a directory or URL prefix")
-    r, s = norm(remedy_url), norm(source)
-    if r.startswith(s):
-        raise InvalidParameter(f"--remedy-to {remedy_url}: is inside the audited collection {source} (the remedied "
-                               f"files would be audited as new originals next time): choose a prefix outside it")
-    if "://" not in remedy_url or remedy_url.startswith("file://"):
-        path = remedy_url[len("file://"):] if remedy_url.startswith("file://") else remedy_url
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as exc:
-            raise InvalidParameter(f"--remedy-to {remedy_url}: cannot create it: {exc.strerror or exc}") from None
-    check_writable(f"{remedy_url.rstrip('/')}/.audioqc-write-check.wav")
-
-
 # ----------------------------------------------------------------------------------------------
 # what the report already holds: resume and reuse
 
@@ -245,8 +217,7 @@ def _is_original(stage: Any) -> bool:
     return stage in (None, "original")
 
 
-@task(name="read remedy state", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES,
-      retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+@task(name="read remedy state", **STORAGE_TASK)
 def read_remedy_state(report_url: str, run_id: str) -> RemedyState:
     """This run's originals still to remedy (a resumed run) and earlier runs' remedied rows."""
     from audiolib import ANALYSIS_VERSION
@@ -271,8 +242,7 @@ def read_remedy_state(report_url: str, run_id: str) -> RemedyState:
     return state
 
 
-@task(name="reuse remedied rows", cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES,
-      retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+@task(name="reuse remedied rows", **STORAGE_TASK)
 def reuse_remedied(report_url: str, jobs: list[tuple[RemedyJob, str]], run: report.RunInfo,
                    policy_spec: str) -> pa.Table:
     """Copy earlier remedied rows into this run (``(job, run_id of the row)`` pairs: checked by the

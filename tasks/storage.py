@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import fsspec
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from audiolib import storage
 from audiolib.errors import SourceNotFound
 
 #: Extensions audited by default (audio, and video containers that carry audio).
@@ -25,6 +25,38 @@ STORAGE_RETRIES = 3
 STORAGE_RETRY_DELAYS_S = [1, 4, 10]
 
 
+def is_transient(exc: BaseException | None) -> bool:
+    """Whether trying a storage step again could help: a timeout, a dropped connection, a 5xx,
+    throttling; not a missing object or bucket, denied credentials or an invalid request."""
+    from audiolib.errors import AudioQCError, RemoteError
+    from audiolib.storage import remote_error
+
+    if exc is None:
+        return False
+    if isinstance(exc, RemoteError):
+        return exc.transient
+    if isinstance(exc, AudioQCError) or isinstance(exc, (FileNotFoundError, PermissionError, ValueError,
+                                                         TypeError, KeyError)):
+        return False
+    mapped = remote_error("storage", exc)
+    return isinstance(mapped, RemoteError) and mapped.transient
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's ``retry_condition_fn`` of the storage tasks: retry transient errors only."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as err:  # the result could not be read: decide on what was raised
+        exc = err
+    return is_transient(exc if isinstance(exc, BaseException) else None)
+
+
+#: Options of every storage task: no Prefect caching or result persistence (the report is the
+#: cache), retries with delays for transient errors only.
+STORAGE_TASK: dict[str, Any] = dict(cache_policy=NO_CACHE, persist_result=False, retries=STORAGE_RETRIES,
+                                    retry_delay_seconds=STORAGE_RETRY_DELAYS_S, retry_condition_fn=retry_transient)
+
+
 @dataclass(frozen=True)
 class MediaObject:
     """One object of a collection and its identity (what the result cache keys on)."""
@@ -33,6 +65,9 @@ class MediaObject:
     size_bytes: int | None
     etag: str | None
     mtime: datetime | None
+    #: why the object cannot be read (set by the listing: a FIFO, a broken link, an unreadable
+    #: folder...); its row is an error saying so, and nothing opens it
+    problem: str | None = None
 
     @property
     def name(self) -> str:
@@ -80,9 +115,17 @@ def matches(path: str, include: list[str] | None, exclude: list[str] | None) -> 
 
 
 def list_objects(source: str, include: list[str] | None = None, exclude: list[str] | None = None) -> list[MediaObject]:
-    """Every media object under ``source`` (recursive), sorted by URL."""
+    """Every media object under ``source`` (recursive), sorted by URL.
+
+    Every entry that matches the include rules is listed, readable or not: a FIFO, a socket, a
+    broken symbolic link, a link loop or a file that cannot be read is listed with its
+    ``problem`` (its row is an error saying so; nothing opens it: a FIFO would block). A folder
+    that cannot be listed is listed itself, with its problem, and said in a warning.
+    """
+    if storage.is_local(source):
+        return _list_local(source, include, exclude)
     try:
-        fs, root = fsspec.core.url_to_fs(source)
+        fs, root = storage.filesystem(source)
         if not fs.exists(root):
             raise SourceNotFound(source, "no such directory, bucket or prefix")
         if fs.isfile(root):
@@ -92,7 +135,7 @@ def list_objects(source: str, include: list[str] | None = None, exclude: list[st
     except SourceNotFound:
         raise
     except Exception as exc:  # credentials, network: backend-specific exceptions
-        raise SourceNotFound(source, f"cannot list: {type(exc).__name__}: {exc}") from None
+        raise storage.remote_error(source, exc, doing="list") from None
     out = []
     for path, info in entries.items():
         relative = path[len(root):].lstrip("/") if path.startswith(root) else path
@@ -103,12 +146,85 @@ def list_objects(source: str, include: list[str] | None = None, exclude: list[st
     return sorted(out, key=lambda o: o.url)
 
 
+def _kind_problem(mode: int) -> str | None:
+    import stat
+
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "not a regular file (FIFO): not opened"
+    if stat.S_ISSOCK(mode):
+        return "not a regular file (socket)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "not a regular file (device)"
+    return "not a regular file"
+
+
+def _list_local(source: str, include: list[str] | None, exclude: list[str] | None) -> list[MediaObject]:
+    """:func:`list_objects` of a local folder: walked with ``os.scandir`` so that nothing is
+    skipped in silence (see there). Symbolic links to folders are not followed (no loops)."""
+    import logging
+
+    root = os.path.abspath(source[len("file://"):] if source.startswith("file://") else source)
+    if not os.path.exists(root) and not os.path.islink(root):
+        raise SourceNotFound(source, "no such file or directory")
+    if not os.path.isdir(root):
+        st = os.stat(root)
+        return [MediaObject(root, st.st_size, None, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc),
+                            problem=_kind_problem(st.st_mode))]
+    out: list[MediaObject] = []
+    log = logging.getLogger("audioqc.listing")
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            problem = f"cannot list this folder: {exc.strerror or exc}"
+            log.warning("%s: %s", folder, problem)
+            out.append(MediaObject(folder, None, None, None, problem=problem))
+            continue
+        for entry in entries:
+            relative = os.path.relpath(entry.path, root).replace(os.sep, "/")
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+            except OSError:
+                pass
+            if not matches(relative, include, exclude):
+                continue
+            out.append(_local_object(entry))
+    return sorted(out, key=lambda o: o.url)
+
+
+def _local_object(entry: os.DirEntry) -> MediaObject:
+    """One listed entry with its identity, or its problem (broken link, loop, FIFO, unreadable)."""
+    path = entry.path
+    try:
+        st = os.stat(path)  # follows a link to a file
+    except FileNotFoundError:
+        return MediaObject(path, None, None, None, problem="broken symbolic link (its target does not exist)")
+    except OSError as exc:
+        problem = "symbolic link loop" if exc.errno == 40 else f"cannot read: {exc.strerror or exc}"
+        return MediaObject(path, None, None, None, problem=problem)
+    import stat
+
+    mtime = datetime.fromtimestamp(st.st_mtime, tz=timezone.utc)
+    if stat.S_ISDIR(st.st_mode):  # a link to a folder with a media name: not followed
+        problem: str | None = "a symbolic link to a folder (not followed)"
+    else:
+        problem = _kind_problem(st.st_mode)
+    if problem is None and not os.access(path, os.R_OK):
+        problem = "cannot read: Permission denied"
+    return MediaObject(path, st.st_size if problem is None else None, None, mtime, problem=problem)
+
+
 def object_of(url: str) -> MediaObject:
     """One object and its identity (what :func:`list_objects` gives for it)."""
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = storage.filesystem(url)
     info = fs.info(path)
     return MediaObject(url=url, size_bytes=info.get("size"), etag=_etag(info), mtime=_mtime(info))
 
 
-list_media = task(list_objects, name="list media", retries=STORAGE_RETRIES, cache_policy=NO_CACHE,
-                  persist_result=False, retry_delay_seconds=STORAGE_RETRY_DELAYS_S)
+list_media = task(list_objects, name="list media", **STORAGE_TASK)

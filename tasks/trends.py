@@ -3,11 +3,11 @@
 Called at the end of the audit flow when its ``trends`` parameter is set (``audioqc audit
 --trends``; the ``nightly-audit-with-trends`` deployment):
 
-1. writes the run's manifest ``{report}/_runs/{run_id}.json`` (the audited root and the policy,
+1. writes the run's manifest ``{report}.audioqc/runs/{run_id}.json`` (the audited root and the policy,
    which the report's rows do not hold; :mod:`audioqc.history`);
 2. computes :func:`audioqc.trends.trends` over the report (options from the parameter);
-3. writes the self-contained HTML report ``{report}/_trends/{run_date}-{run_id}.html`` and
-   ``{report}/_trends/latest.html`` (beside the Parquet parts; Parquet readers skip ``_`` names);
+3. writes the self-contained HTML report ``{report}.audioqc/trends/{run_date}-{run_id}.html`` and
+   ``{report}.audioqc/trends/latest.html`` (beside the report folder, so readers of the report see parts only);
 4. publishes the alerts (markdown, key ``trends-alerts``) and the groups' summary table (key
    ``trends-summary``) as Prefect artifacts, and a link artifact to the HTML report;
 5. on an alert, marks the flow run: the tag ``trends-alert`` and the event
@@ -127,9 +127,10 @@ def audit_trends(report_url: str, run_id: str, run_date: str, source: str, polic
 
             policy_obj = load_policy(policy)
         page = html_report.trends_html(result, policy=policy_obj)
-        base = report_url.rstrip("/")
-        html_url = html_report.write_text(page, f"{base}/_trends/{run_date}-{run_id}.html")
-        html_report.write_text(page, f"{base}/_trends/latest.html")
+        from audioqc.report import sidecar
+
+        html_url = html_report.write_text(page, sidecar(report_url, "trends", f"{run_date}-{run_id}.html"))
+        html_report.write_text(page, sidecar(report_url, "trends", "latest.html"))
     except (AudioQCError, OSError) as exc:
         logger.warning("trends after run %s failed: %s", run_id, exc)
         return {"error": str(exc), "alerts": []}

@@ -214,19 +214,23 @@ def test_cli_diagnose_many_keeps_going_on_error(bad, media):
     assert os.path.basename(str(bad["random.mp3"])) in proc.stderr
 
 
-def test_nan_and_inf_samples_are_replaced_and_reported(tmp_path):
+def test_nan_and_inf_samples_are_counted_and_reported(tmp_path):
+    """NaN has no value: replaced by 0 and counted. An infinity is as loud as it gets: clamped to
+    +80 dBFS and counted (never turned into silence)."""
     y = (0.1 * np.random.default_rng(4).standard_normal((2, SR))).astype(np.float32)
     y[0, 100] = np.nan
     y[1, 200:203] = np.inf
     path = tmp_path / "nan.wav"
     io.write(str(path), y, SR, codec="pcm_f32le", sample_fmt="flt", clip=False)
     result = diagnose(str(path))
-    assert result.decode.nonfinite_samples == 4
-    assert "4 NaN/infinite samples replaced by 0" in result.decode.warnings[0]
+    assert result.decode.nonfinite_samples == 1 and result.decode.clamped_samples == 3
+    assert "1 NaN (not-a-number) samples replaced by 0" in result.decode.warnings[0]
+    assert "3 float samples at or beyond 10000 times full scale" in result.decode.warnings[1]
+    assert result.blocks["loudness"].sample_peak_dbfs == pytest.approx(80.0, abs=0.01)
     assert result.blocks["loudness"].integrated_lufs is not None
     assert result.blocks["phase"].front.correlation is not None
     proc = run_cli("diagnose", str(path))
-    assert proc.returncode == 0 and "NaN/infinite" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 0 and "NaN" in proc.stderr and "clamped" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_header_only_wav_is_empty(tmp_path):

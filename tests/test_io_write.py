@@ -749,7 +749,7 @@ def test_s3_multipart_upload_completes_only_at_the_end_and_is_aborted_on_failure
     s3.invalidate_cache()
     assert s3.cat_file("mpu-bucket/big.wav") == data
     fail, calls[:] = True, []
-    with pytest.raises(OutputError, match=r"s3://mpu-bucket/big2\.wav: upload failed: ConnectionError"):
+    with pytest.raises(OutputError, match=r"s3://mpu-bucket/big2\.wav: cannot upload: ConnectionError"):
         with io.atomic_output("s3://mpu-bucket/big2.wav") as tmp:
             Path(tmp).write_bytes(data)
     assert "abort_multipart_upload" in calls

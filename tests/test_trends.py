@@ -277,7 +277,7 @@ def test_cli_bad_input_is_one_line(tmp_path, setup, args, code, words):
 
 
 def test_run_cache_is_built_once_refreshed_when_a_run_grows_and_invisible_to_readers(tmp_path):
-    """The first read writes one narrow file per run under _cache/; a run that gains parts (a
+    """The first read writes one narrow file per run under the sidecar folder r.audioqc/cache/; a run that gains parts (a
     resumed audit) is cached again; pandas, pyarrow and DuckDB still see exactly the report's rows."""
     import duckdb
     import pandas as pd
@@ -286,14 +286,14 @@ def test_run_cache_is_built_once_refreshed_when_a_run_grows_and_invisible_to_rea
     hist = synthetic_history(3, 100, seed=11)
     write_history(url, hist[:2], part_rows=30)
     first = trends(url)
-    cache = sorted((tmp_path / "r" / "_cache").glob("runs-*/*.pqcache"))
+    cache = sorted((tmp_path / "r.audioqc" / "cache").glob("runs-*/*.pqcache"))
     assert [p.name.split(".")[0] for p in cache] == ["run-000", "run-001"]
     stamps = {p.name: p.stat().st_mtime_ns for p in cache}
     write_history(url, hist[2:], part_rows=30)  # a new run
     run, table = hist[1]
     report.write_table(table.slice(0, 10), url, run, 99)  # run-001 resumed: one more part
     second = trends(url)
-    cache2 = sorted((tmp_path / "r" / "_cache").glob("runs-*/*.pqcache"))
+    cache2 = sorted((tmp_path / "r.audioqc" / "cache").glob("runs-*/*.pqcache"))
     assert [p.name.split(".")[0] for p in cache2] == ["run-000", "run-001", "run-002"]
     assert {p.name: p.stat().st_mtime_ns for p in cache2}["run-000" + cache[0].name[7:]] == stamps[cache[0].name]
     assert [r.files for r in first.runs] == [100, 100] and [r.files for r in second.runs] == [100, 110, 100]

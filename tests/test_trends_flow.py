@@ -67,10 +67,10 @@ def test_audit_with_trends_marks_the_run_and_writes_the_report(prefect_api, tmp_
     assert found["alerts"][0]["shift"] == pytest.approx(8.0, abs=0.01)
     assert found["alerts"][0]["baseline_runs"] == [f"night-{k}" for k in range(5)]
     # the manifest (root and policy of the run), the HTML report beside the Parquet parts
-    manifest = json.loads((Path(dest) / "_runs" / "tonight.json").read_text())
+    manifest = json.loads((Path(str(dest) + ".audioqc") / "runs" / "tonight.json").read_text())
     assert manifest["root"] == str(media) and manifest["policy"] == "ebu-r128"
     page = Path(found["html"])
-    assert page.parent == Path(dest) / "_trends" and page.exists() and (page.parent / "latest.html").exists()
+    assert page.parent == Path(str(dest) + ".audioqc") / "trends" and page.exists() and (page.parent / "latest.html").exists()
     assert "loudness_integrated_lufs" in page.read_text() and "ALERT" in page.read_text()
     assert report.read_report(dest).num_rows == 6 * 6  # the readers never see the extra files
     # Prefect: the artifacts, and the flow run tagged for an automation
@@ -120,7 +120,7 @@ def test_cli_audit_trends_prints_the_summary(tmp_path):
                            "--workers", "1", "--trends"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "nothing to compare yet" in done.stdout and "trends report: " in done.stdout
-    assert list((tmp_path / "r" / "_trends").glob("*.html"))
+    assert list((tmp_path / "r.audioqc" / "trends").glob("*.html"))
 
 
 def test_deployment_with_trends_has_valid_options():
