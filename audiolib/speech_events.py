@@ -119,7 +119,7 @@ import numpy as np
 
 from .errors import InvalidParameter
 from .iir import butter_sos, sosfilt
-from .technical import _number
+from .validate import number as _number
 
 __all__ = [
     "MAX_EVENTS",
