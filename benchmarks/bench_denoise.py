@@ -51,6 +51,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.harness import cpu_model  # noqa: E402
+
 from benchmarks import denoise_material as dm  # noqa: E402
 from benchmarks import denoise_peers as dp  # noqa: E402
 from benchmarks.bench_loudness import _default_audioqc, print_table, run_measured  # noqa: E402
@@ -67,21 +69,7 @@ WRAPPER_MARGIN_DB = 0.3
 CLEAN_SNR_TARGET_DB = 20.0
 
 
-def cpu_model() -> str:
-    """The CPU model and the instruction-set level that matters for the kernels."""
-    model, flags = platform.processor() or "?", ""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in text.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("Flags:"):
-                flags = line
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    isa = ("AMX" if "amx_tile" in flags else "AVX-512" + ("/VNNI" if "avx512_vnni" in flags else "")
-           if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE")
-    return f"{model} ({isa})"
+
 
 
 def audioqc_process(y: np.ndarray, sr: int) -> np.ndarray:

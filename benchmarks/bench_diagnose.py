@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.harness import header  # noqa: E402
+
 from benchmarks.bench_loudness import (  # noqa: E402
     SR,
     _default_audioqc,
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-sweep", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    print(header("bench_diagnose: signal diagnose against FFmpeg"), flush=True)
     audioqc = _default_audioqc()
     ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,10 @@ import scipy.signal
 from audiolib import _kernels, io, iir
 from audiolib.loudness import _TP_BOUND_GAIN, _TRUE_PEAK_PHASES, k_weighting_sos
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import header  # noqa: E402
+
 SR = 48000
 BLOCK = 1 << 18
 HOUR_FRAMES = 3600 * SR
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
+    print(header("bench_kernels: C kernels against numpy/scipy"), flush=True)
     rng = np.random.default_rng(1770)
     x = (rng.standard_normal((2, BLOCK)) * 0.2).astype(np.float32)
     rows: list[tuple[str, float, str, float]] = []

@@ -58,6 +58,10 @@ RSS_LIMIT_MB = 200.0
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.harness import cpu_model, print_table, rss_floor_mb, run_measured  # noqa: E402,F401
+from benchmarks.harness import default_audioqc as _default_audioqc  # noqa: E402,F401
 
 CODECS = {
     # codec: (extension, ffmpeg args for encoding from s16le stdin; None = write with `wave`)
@@ -270,53 +274,6 @@ def warm_page_cache(path: Path) -> None:
 # from this script would report max(peer, this script's own peak RSS) -- hundreds of MB after
 # generating a test file.  Each peer is therefore spawned by a tiny launcher process (plain
 # python -S, ~10 MB), which reaps it with os.wait4 and reports the peer's rusage as JSON.
-LAUNCHER = r"""
-import json, os, sys, time
-out, err, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
-fa = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-      (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-      (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
-t0 = time.perf_counter()
-try:
-    pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=fa)
-except OSError as exc:
-    with open(err, "a") as fh:
-        fh.write(f"cannot run {cmd[0]}: {exc}\n")
-    print(json.dumps({"wall_s": 0.0, "returncode": 127, "user_s": 0.0, "sys_s": 0.0, "maxrss_kib": 0}))
-    sys.exit(0)
-_, status, ru = os.wait4(pid, 0)
-wall = time.perf_counter() - t0
-print(json.dumps({"wall_s": wall, "returncode": os.waitstatus_to_exitcode(status),
-                  "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "maxrss_kib": ru.ru_maxrss}))
-"""
-
-
-def run_measured(cmd: list[str], tmpdir: Path, tag: str) -> dict[str, Any]:
-    """Run cmd as a child of a tiny launcher that reaps it with os.wait4 (exact peak RSS)."""
-    out_path = tmpdir / f"{tag}.stdout"
-    err_path = tmpdir / f"{tag}.stderr"
-    launcher = subprocess.run([sys.executable, "-S", "-E", "-c", LAUNCHER, str(out_path), str(err_path), *cmd],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if launcher.returncode != 0:
-        raise RuntimeError(f"launcher failed for {cmd[0]}: {launcher.stderr.strip()[-500:]}")
-    ru = json.loads(launcher.stdout)
-    return {
-        "cmd": cmd,
-        "returncode": ru["returncode"],
-        "wall_s": ru["wall_s"],
-        "user_s": ru["user_s"],
-        "sys_s": ru["sys_s"],
-        "peak_rss_mb": ru["maxrss_kib"] / 1024.0,  # Linux: KiB
-        "stdout": out_path.read_text(errors="replace"),
-        "stderr": err_path.read_text(errors="replace"),
-    }
-
-
-def rss_floor_mb(tmpdir: Path) -> float:
-    """Peak RSS reported for a trivial command: the measurement floor of the launcher."""
-    return run_measured(["true"], tmpdir, "floor")["peak_rss_mb"]
-
-
 def parse_audioqc(run: dict[str, Any]) -> dict[str, Any]:
     d = json.loads(run["stdout"])
     return {"I": d.get("measured"), "LRA": d.get("range"), "TP": d.get("true_peak"), "raw": d}
@@ -443,14 +400,6 @@ def _f(v: Any, fmt: str) -> str:
     return format(v, fmt)
 
 
-def print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
-
-
 def report_main(results: list[dict[str, Any]], duration_s: float) -> dict[str, Any]:
     headers = ["peer", "wall s", "x-realtime", "peak RSS MB", "I LUFS", "LRA LU", "TP dBTP", "status"]
     rows = []
@@ -509,13 +458,6 @@ def report_main(results: list[dict[str, Any]], duration_s: float) -> dict[str, A
 # --------------------------------------------------------------------------------------------
 
 
-def _default_audioqc() -> str:
-    for cand in (Path(sys.executable).parent / "audioqc", REPO / ".venv" / "bin" / "audioqc"):
-        if cand.exists():
-            return str(cand)
-    return shutil.which("audioqc") or "audioqc"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -554,7 +496,7 @@ def tool_versions(args: argparse.Namespace) -> dict[str, str]:
         "pyloudnorm": first_line([args.python, "-c",
                                   "import importlib.metadata as m; print(m.version('pyloudnorm'))"]),
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "cpu": cpu_model(),
     }
 
 

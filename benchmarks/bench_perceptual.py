@@ -45,6 +45,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.harness import header  # noqa: E402
+
 from benchmarks.bench_loudness import _default_audioqc, print_table, rss_floor_mb, run_measured  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run every case with the code in this checkout (PYTHONPATH), in turn")
     ap.add_argument("--rounds", type=int, default=1, help="times every case runs (default 1)")
     args = ap.parse_args(argv)
+    print(header("bench_perceptual: full diagnose, perceptual blocks included"), flush=True)
     strides = [int(s) for s in args.strides.split(",") if s.strip()]
     aq = _default_audioqc()
     path = ensure_programme(args.workdir, args.minutes)

@@ -50,6 +50,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import cpu_model  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOUDNORM_LRA = 7.0  # ffmpeg-normalize's default loudness range target
@@ -248,15 +252,7 @@ def codec_check(path: Path, tmp: Path) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
+
 
 
 def _fmt(v: Any, spec: str) -> str:

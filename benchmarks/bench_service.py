@@ -39,20 +39,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import cpu_model  # noqa: E402
+
 from tests.service_support import KEY, Server  # noqa: E402
 
 AUDIOQC = str(ROOT / ".venv" / "bin" / "audioqc")
 SR = 48000
 
 
-def cpu_model() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return "unknown CPU"
+
 
 
 def make_files(d: Path, n: int) -> list[Path]:

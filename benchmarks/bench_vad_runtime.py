@@ -15,6 +15,8 @@ the ratio; the largest difference of the per-frame probabilities and how many sp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import argparse
 import sys
 import time
@@ -23,6 +25,10 @@ import numpy as np
 
 import audiolib.speech as speech
 from benchmarks import dnsmos_material
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import header  # noqa: E402
 
 SECONDS = 600.0
 PUSH_S = 10.0
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
+    print(header("bench_vad_runtime: Silero VAD runtimes"), flush=True)
     clips = [c.audio for c in dnsmos_material.clips("selection")]
     n = int(SECONDS * speech.INPUT_RATE_HZ)
     audio = np.resize(np.concatenate(clips), n).astype(np.float32)

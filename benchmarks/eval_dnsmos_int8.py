@@ -33,6 +33,10 @@ from audiolib.speech import INPUT_RATE_HZ
 from benchmarks import dnsmos_material
 from benchmarks.material import with_noise
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import header  # noqa: E402
+
 TREND_SECONDS = 36.0
 TREND_SNRS_DB = (20.0, 10.0, 0.0)
 TREND_NOISE_SEED = 303
@@ -96,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", default=None, metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
+    print(header("eval_dnsmos_int8: int8 DNSMOS against the float model"), flush=True)
     clips = dnsmos_material.clips("evaluation")
     mos, seconds = _per_clip(clips)
     runtimes_max_abs_mos = float(np.abs(mos["int8"] - mos[INT8_ONNXRUNTIME]).max())

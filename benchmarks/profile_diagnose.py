@@ -30,6 +30,10 @@ from audiolib import diagnose as D  # noqa: E402
 from audiolib import io  # noqa: E402
 from benchmarks.bench_perceptual import HERE, ensure_programme  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import header  # noqa: E402
+
 t_imports = time.perf_counter() - t_start
 SECONDS: Counter = Counter()
 
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block-frames", type=int, default=io.DEFAULT_BLOCK_FRAMES,
                     help=f"frames per decoded block (default io.DEFAULT_BLOCK_FRAMES = {io.DEFAULT_BLOCK_FRAMES})")
     args = ap.parse_args(argv)
+    print(header("profile_diagnose: where a diagnose spends its time"), flush=True)
     path = str(ensure_programme(args.workdir, args.minutes))
     # the perceptual analyzer's parts (it calls them; their time is inside its own push)
     _clocked(perceptual, "dnsmos_p835", "  DNSMOS P.835 (int8, OpenVINO)")
