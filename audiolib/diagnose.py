@@ -2,7 +2,8 @@
 
 Each block of the result is produced by an analyzer with ``push(block)`` and ``result()``; all
 analyzers consume the same stream of decoded blocks, so a file is decoded once whatever the number
-of blocks asked for. New blocks register in :data:`ANALYZERS`.
+of blocks asked for. Every block has one entry in :data:`REGISTRY`, from which the blocks, their
+analyzers, result types, the report's schema and the CLI table are derived.
 """
 
 from __future__ import annotations
@@ -151,42 +152,78 @@ def _technical(cls: type) -> Callable[..., Analyzer]:
     return lambda s, o, shared, requested: cls(s.sample_rate, s.channel_names, start_s=s.start_s)
 
 
-#: Block name -> analyzer factory, in output order after ``media_info``.
-#: Each factory is called as ``factory(stream, options, shared, requested)``: ``shared`` holds the
-#: analyzers several blocks read (pushed once), ``requested`` the blocks asked for.
-ANALYZERS: dict[str, Callable[..., Analyzer]] = {
-    "loudness": _loudness,
-    "silence": _silence,
-    "clipping": _clipping,
-    "audio_format": _audio_format,
-    "dc_offset": _technical(DcOffsetAnalyzer),
-    "phase": _technical(PhaseAnalyzer),
-    "bandwidth": _technical(BandwidthAnalyzer),
-    "dropouts": _technical(DropoutAnalyzer),
-    "quality_score": _view(lambda r: r.quality),
-    "noise_score": _view(lambda r: r.noise),
-    "speech": _view(lambda r: r.speech),
-    "music": _view(lambda r: r.music),
-    "other": _view(lambda r: r.other),
-}
-BLOCKS: tuple[str, ...] = ("media_info", *ANALYZERS)
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One column of ``audioqc diagnose --table``: its header, width and text for a block's result."""
+
+    header: str
+    width: int
+    text: Callable[[Any], str]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of the ``diagnose`` result: everything the rest of audioqc derives from it.
+
+    ``make(stream, options, shared, requested)`` builds its analyzer (``shared`` holds analyzers
+    several blocks read, pushed once; ``requested`` the blocks asked for); ``result`` is the frozen
+    dataclass it returns (the report's columns are its fields and its declared
+    ``REPORT_PROPERTIES``); ``kind`` is ``info``, ``signal`` or ``perceptual`` (the costly
+    model-based blocks); ``cells`` its columns in the CLI table.
+    """
+
+    name: str
+    make: Callable[..., Analyzer] | None
+    result: type
+    kind: str
+    cells: tuple[Cell, ...] = ()
+
+
+def _media_cells() -> tuple[Cell, ...]:
+    return (Cell("codec", 9, lambda m: m.audio.codec), Cell("ch", 3, lambda m: str(m.audio.channels)),
+            Cell("rate", 6, lambda m: str(m.audio.sample_rate_hz)), Cell("dur_s", 8, lambda m: _fmt(m.audio.duration_s, 2)))
+
+
+#: Every block, in output order. Adding a block: its module, its entry here, its tests.
+REGISTRY: tuple[Block, ...] = (
+    Block("media_info", None, io.MediaInfo, "info", _media_cells()),
+    Block("loudness", _loudness, LoudnessResult, "signal", (
+        Cell("I_LUFS", 7, lambda r: _fmt(r.integrated_lufs)), Cell("LRA_LU", 6, lambda r: _fmt(r.loudness_range_lu)),
+        Cell("TP_dBTP", 7, lambda r: _fmt(r.true_peak_dbtp)), Cell("M_max", 6, lambda r: _fmt(r.momentary_max_lufs)),
+        Cell("S_max", 6, lambda r: _fmt(r.short_term_max_lufs)))),
+    Block("silence", _silence, SilenceResult, "signal", (Cell("silence_%", 9, lambda r: _fmt(r.percentage)),)),
+    Block("clipping", _clipping, ClippingResult, "signal", (Cell("clip_events", 11, lambda r: str(r.events)),)),
+    Block("audio_format", _audio_format, ChannelFormatResult, "signal"),
+    Block("dc_offset", _technical(DcOffsetAnalyzer), DcOffsetResult, "signal"),
+    Block("phase", _technical(PhaseAnalyzer), PhaseResult, "signal"),
+    Block("bandwidth", _technical(BandwidthAnalyzer), BandwidthResult, "signal"),
+    Block("dropouts", _technical(DropoutAnalyzer), DropoutResult, "signal"),
+    Block("quality_score", _view(lambda r: r.quality), ScoreResult, "perceptual",
+          (Cell("quality", 7, lambda r: _fmt(r.average)),)),
+    Block("noise_score", _view(lambda r: r.noise), NoiseScoreResult, "perceptual",
+          (Cell("noise", 5, lambda r: _fmt(r.average)),)),
+    Block("speech", _view(lambda r: r.speech), SpeechResult, "perceptual",
+          (Cell("speech_%", 8, lambda r: _fmt(r.percentage)),)),
+    Block("music", _view(lambda r: r.music), ContentResult, "perceptual", (Cell("music_%", 7, lambda r: _fmt(r.percentage)),)),
+    Block("other", _view(lambda r: r.other), ContentResult, "perceptual"),
+)
+#: Block name -> analyzer factory (every block but ``media_info``), in output order.
+ANALYZERS: dict[str, Callable[..., Analyzer]] = {b.name: b.make for b in REGISTRY if b.make is not None}
+BLOCKS: tuple[str, ...] = tuple(b.name for b in REGISTRY)
 #: Block name -> the frozen dataclass its analyzer returns (the report derives its schema from it).
-RESULT_TYPES: dict[str, type] = {
-    "media_info": io.MediaInfo,
-    "loudness": LoudnessResult,
-    "silence": SilenceResult,
-    "clipping": ClippingResult,
-    "audio_format": ChannelFormatResult,
-    "dc_offset": DcOffsetResult,
-    "phase": PhaseResult,
-    "bandwidth": BandwidthResult,
-    "dropouts": DropoutResult,
-    "quality_score": ScoreResult,
-    "noise_score": NoiseScoreResult,
-    "speech": SpeechResult,
-    "music": ContentResult,
-    "other": ContentResult,
-}
+RESULT_TYPES: dict[str, type] = {b.name: b.result for b in REGISTRY}
+#: The blocks measured from the signal alone (what `--only` takes for a fast pass).
+SIGNAL_BLOCKS: tuple[str, ...] = tuple(b.name for b in REGISTRY if b.kind in ("info", "signal"))
+if PERCEPTUAL_BLOCKS != tuple(b.name for b in REGISTRY if b.kind == "perceptual"):  # the analyzer's own list
+    raise RuntimeError("audiolib.diagnose: PERCEPTUAL_BLOCKS and the registry disagree")
 
 
 @dataclass(frozen=True)
@@ -290,3 +327,52 @@ def diagnose(url: str, *, only: str | Sequence[str] | None = None, start: float 
             decode=s.report,
             requested=requested,
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# what ANALYSIS_VERSION stands for
+
+#: Modules whose constants decide the measured values besides the result types' own modules.
+_ANALYSIS_MODULES = ("audiolib.loudness", "audiolib.silence", "audiolib.clipping", "audiolib.perceptual",
+                     "audiolib.speech", "audiolib.music", "audiolib.speech_events", "audiolib.iir", "audiolib.runs",
+                     "audiolib.channel_format.analyzer", "audiolib.channel_format.st337",
+                     "audiolib.channel_format.alarms", "audiolib.io")
+
+
+def analysis_fingerprint() -> str:
+    """SHA-256 of what decides the measured values: the options' defaults, the analysis modules'
+    constants (UPPER_CASE numbers, strings and tuples of them, dict tables) and the shipped model
+    files. tests/golden/versions.json holds it with ANALYSIS_VERSION: a test fails when it changes
+    without a version bump (cached audit rows would otherwise be reused with old numbers)."""
+    import dataclasses
+    import hashlib
+    import importlib
+    import json
+    import os
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (bool, int, str)) or value is None:
+            return value
+        if isinstance(value, float):
+            return repr(value)
+        if isinstance(value, (tuple, list, frozenset, set)):
+            items = [plain(v) for v in value]
+            return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in sorted(value.items(), key=lambda kv: repr(kv[0]))}
+        if isinstance(value, np.ndarray) and value.size <= 4096:
+            return [plain(v) for v in value.ravel().tolist()]
+        return None
+
+    state: dict[str, Any] = {"options": {f.name: plain(f.default) for f in dataclasses.fields(DiagnoseOptions)}}
+    modules = sorted({b.result.__module__ for b in REGISTRY} | set(_ANALYSIS_MODULES))
+    for name in modules:
+        module = importlib.import_module(name)
+        consts = {k: plain(v) for k, v in vars(module).items()
+                  if k.isupper() and not k.startswith("_") and plain(v) is not None}
+        state[name] = consts
+    models = os.path.join(os.path.dirname(__file__), "models")
+    for fname in sorted(os.listdir(models)) if os.path.isdir(models) else ():
+        with open(os.path.join(models, fname), "rb") as f:
+            state[f"model:{fname}"] = hashlib.sha256(f.read()).hexdigest()
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()

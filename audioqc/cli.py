@@ -297,11 +297,11 @@ def _cmd_format(args: argparse.Namespace) -> int:
     return 0
 
 
-_TABLE_COLUMNS = [
-    ("file", 28), ("codec", 9), ("ch", 3), ("rate", 6), ("dur_s", 8),
-    ("I_LUFS", 7), ("LRA_LU", 6), ("TP_dBTP", 7), ("M_max", 6), ("S_max", 6), ("silence_%", 9),
-    ("clip_events", 11), ("quality", 7), ("noise", 5), ("speech_%", 8), ("music_%", 7), ("status", 0),
-]
+def _table_columns() -> list[tuple[str, int]]:
+    """The table's columns: the file, every block's cells (audiolib.diagnose.REGISTRY), the status."""
+    from audiolib.diagnose import REGISTRY
+
+    return [("file", 28), *((c.header, c.width) for b in REGISTRY for c in b.cells), ("status", 0)]
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -313,27 +313,16 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 
 def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:
+    from audiolib.diagnose import REGISTRY
+
     name = url.rsplit("/", 1)[-1]
     if result is None:
-        return [name] + ["-"] * (len(_TABLE_COLUMNS) - 2) + [f"error: {error}"]
-    a = result.media_info.audio
-    loud = result.blocks.get("loudness")
-    status = "truncated" if result.decode.truncated else "ok"
-    cells = [name, a.codec, str(a.channels), str(a.sample_rate_hz), _fmt(a.duration_s, 2)]
-    if loud is not None:
-        cells += [_fmt(loud.integrated_lufs), _fmt(loud.loudness_range_lu), _fmt(loud.true_peak_dbtp),
-                  _fmt(loud.momentary_max_lufs), _fmt(loud.short_term_max_lufs)]
-    else:
-        cells += ["-"] * 5
-    silence = result.blocks.get("silence")
-    clipping = result.blocks.get("clipping")
-    cells.append(_fmt(silence.percentage) if silence is not None else "-")
-    cells.append(str(clipping.events) if clipping is not None else "-")
-    for block, attr in (("quality_score", "average"), ("noise_score", "average"), ("speech", "percentage"),
-                        ("music", "percentage")):
-        value = result.blocks.get(block)
-        cells.append(_fmt(getattr(value, attr)) if value is not None else "-")
-    return cells + [status]
+        return [name] + ["-"] * (len(_table_columns()) - 2) + [f"error: {error}"]
+    cells = [name]
+    for block in REGISTRY:
+        value = result.media_info if block.name == "media_info" else result.blocks.get(block.name)
+        cells += [c.text(value) if value is not None else "-" for c in block.cells]
+    return cells + ["truncated" if result.decode.truncated else "ok"]
 
 
 def _amount(text: str) -> int:
@@ -396,8 +385,9 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         rows.append(_table_row(url, result, None))
         outputs.append({"url": url, **result.to_dict()})
     if args.table:
-        header = [name for name, _ in _TABLE_COLUMNS]
-        widths = [max(w, len(h), *(len(r[i]) for r in rows)) for i, (h, w) in enumerate(_TABLE_COLUMNS)]
+        columns = _table_columns()
+        header = [name for name, _ in columns]
+        widths = [max(w, len(h), *(len(r[i]) for r in rows)) for i, (h, w) in enumerate(columns)]
         for line in [header] + rows:
             print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
     elif single:

@@ -53,13 +53,15 @@ from audiolib.errors import AudioQCError, InvalidParameter
 
 from .remedies import REMEDY_ORDER, Remedy
 from .remedies import validate as validate_remedy
+from .report import REASON_KEYS as _REPORT_REASON_KEYS
 from .report import metric_columns, metric_type
 
 SEVERITIES = ("fail", "warn")
 WHEN_MISSING = ("fail", "warn", "pass")
 VERDICTS = ("pass", "warn", "fail")
-#: Keys of one reason in :attr:`Verdict.reasons` (the report's ``verdict_reasons`` struct).
-REASON_KEYS = ("metric", "rule", "severity", "advice", "value", "remedy")
+#: Keys of one reason in :attr:`Verdict.reasons`: the report's ``verdict_reasons`` struct, one
+#: definition (audioqc.report).
+REASON_KEYS = _REPORT_REASON_KEYS
 
 _NUMBER_OPS = ("between", "min", "max", "equals", "not_equals", "in", "not_in")
 _STRING_OPS = ("equals", "not_equals", "in", "not_in")

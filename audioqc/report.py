@@ -54,6 +54,8 @@ PARTITION = "run_date"
 
 _REASON = pa.struct([("metric", pa.string()), ("rule", pa.string()), ("severity", pa.string()),
                      ("advice", pa.string()), ("value", pa.string()), ("remedy", pa.string())])
+#: Keys of one policy reason, as the ``verdict_reasons`` column holds them (audioqc.policy uses them).
+REASON_KEYS: tuple[str, ...] = tuple(f.name for f in _REASON)
 #: ``stage`` of a first-pass row and of the row of a file remedied and diagnosed again.
 STAGES = ("original", "remedied")
 PROVENANCE_FIELDS: list[pa.Field] = [
@@ -96,15 +98,16 @@ def _is_result_class(hint: Any) -> bool:
 
 
 def _members(cls: type) -> list[tuple[str, Any]]:
-    """(name, type hint) of a result class's dataclass fields and annotated properties."""
+    """(name, type hint) of a result class's dataclass fields and of the properties it declares
+    as columns (``REPORT_PROPERTIES``): a new property is not a new column unless it says so."""
     hints = typing.get_type_hints(cls)
     out = [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
-    for name in dir(cls):
+    for name in sorted(getattr(cls, "REPORT_PROPERTIES", ())):
         attr = getattr(cls, name, None)
-        if isinstance(attr, property) and not name.startswith("_"):
-            ret = typing.get_type_hints(attr.fget).get("return")
-            if ret is not None:
-                out.append((name, ret))
+        ret = typing.get_type_hints(attr.fget).get("return") if isinstance(attr, property) else None
+        if ret is None:
+            raise TypeError(f"{cls.__name__}.REPORT_PROPERTIES names {name!r}, not a property with a return type")
+        out.append((name, ret))
     return out
 
 
@@ -167,6 +170,15 @@ def metric_type(column: str) -> pa.DataType:
         if fld.name == column:
             return fld.type
     raise KeyError(column)
+
+
+def schema_fingerprint() -> str:
+    """SHA-256 of the schema's column names and types: tests/golden/versions.json holds it with
+    SCHEMA_VERSION, and a test fails when the schema changes without a version bump."""
+    import hashlib
+
+    text = "\n".join(f"{f.name}: {f.type}" for f in schema())
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def schema() -> pa.Schema:
@@ -239,9 +251,6 @@ class RunInfo:
     @property
     def run_date(self) -> str:
         return self.run_time.strftime("%Y-%m-%d")
-
-
-REASON_KEYS = ("metric", "rule", "severity", "advice", "value", "remedy")
 
 
 def format_reasons(reasons: Iterable[Mapping[str, Any]]) -> list[dict[str, str | None]]:

@@ -39,7 +39,9 @@ from benchmarks.bench_loudness import (  # noqa: E402
 )
 
 SWEEP_MINUTES = (10, 60, 180)
-SIGNAL_BLOCKS = "media_info,loudness,silence,clipping,audio_format,dc_offset,phase,bandwidth,dropouts"
+from audiolib.diagnose import SIGNAL_BLOCKS as _SIGNAL  # noqa: E402
+
+SIGNAL_BLOCKS = ",".join(_SIGNAL)
 
 
 def run_peer(name: str, cmd: list[str], tmp: Path, duration_s: float) -> dict:

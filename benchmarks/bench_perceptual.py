@@ -53,7 +53,9 @@ HERE = Path(__file__).resolve().parent
 SR = 48000
 GEN_VERSION = 1
 CYCLE_S = 600.0
-SIGNAL_BLOCKS = "media_info,loudness,silence,clipping,audio_format,dc_offset,phase,bandwidth,dropouts"
+from audiolib.diagnose import SIGNAL_BLOCKS as _SIGNAL  # noqa: E402
+
+SIGNAL_BLOCKS = ",".join(_SIGNAL)
 TARGET_X_REALTIME = 100.0
 TEXTS = (
     "Audio quality control at collection scale means that every file is measured without a person "

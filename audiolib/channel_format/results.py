@@ -6,7 +6,7 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -212,6 +212,9 @@ class ChannelFormatResult:
     window_s : float
         Analysis window.
     """
+
+    #: Properties the QC report stores as columns (audioqc.report; other properties are not).
+    REPORT_PROPERTIES: ClassVar[tuple[str, ...]] = ("labels",)
 
     segments: tuple[FormatSegment, ...]
     compressed: tuple[CompressedAudio, ...]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.fft
@@ -60,6 +60,9 @@ class BandwidthResult:
     frames : int
         FFT frames analysed (per channel).
     """
+
+    #: Properties the QC report stores as columns (audioqc.report; other properties are not).
+    REPORT_PROPERTIES: ClassVar[tuple[str, ...]] = ("nyquist_hz",)
 
     bandwidth_hz: float | None
     sample_rate_hz: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class DcOffsetResult:
         Channels at or above this are flagged.
     duration_s : float
     """
+
+    #: Properties the QC report stores as columns (audioqc.report; other properties are not).
+    REPORT_PROPERTIES: ClassVar[tuple[str, ...]] = ("flagged", "max_abs_dc_offset_dbfs")
 
     channel_names: tuple[str, ...]
     dc_offset: tuple[float | None, ...]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -83,6 +83,9 @@ class PairPhase:
         Windows analysed (neither channel below the silence floor).
     """
 
+    #: Properties the QC report stores as columns (audioqc.report; other properties are not).
+    REPORT_PROPERTIES: ClassVar[tuple[str, ...]] = ("out_of_phase",)
+
     pair: str
     correlation: float | None
     out_of_phase_percent: float | None
@@ -114,6 +117,9 @@ class PairPhase:
 @dataclass(frozen=True)
 class PhaseResult:
     """Phase of every channel pair; the front pair (``FL/FR``, else the first) is also on top."""
+
+    #: Properties the QC report stores as columns (audioqc.report; other properties are not).
+    REPORT_PROPERTIES: ClassVar[tuple[str, ...]] = ("flagged", "front")
 
     pairs: tuple[PairPhase, ...]
     window_s: float
