@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,6 +18,43 @@ from audiolib.io import write
 from benchmarks.material import programme, run_ffmpeg  # noqa: F401 (re-exported to tests)
 
 SR = 48000
+
+#: ``audioqc`` as a user runs it, through this interpreter.
+AUDIOQC = [sys.executable, "-m", "audioqc"]
+
+
+@dataclass
+class Run:
+    """A finished ``audioqc`` command: exit code, outputs, wall time."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def lines(self) -> list[str]:
+        """The non-blank lines of stderr."""
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+            prefix: list[str] | None = None, check: bool = False) -> Run:
+    """Run ``audioqc ARGS`` in a subprocess (``env`` added to this process's environment; ``prefix``
+    a command to run it under, e.g. setpriv); ``check``: fail the test on a non-zero exit."""
+    t0 = time.monotonic()
+    proc = subprocess.run([*(prefix or []), *AUDIOQC, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    run = Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
+    if check:
+        assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
+@pytest.fixture
+def cli():
+    """The :func:`run_cli` function, as a fixture."""
+    return run_cli
 
 SPEECH_TEXTS = (
     "The quick brown fox jumps over the lazy dog while the audio engineer checks the levels.",

@@ -11,34 +11,16 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-AUDIOQC = [sys.executable, "-m", "audioqc"]
+from conftest import AUDIOQC, Run  # noqa: F401 (re-exported: the one CLI helper lives in conftest)
+from conftest import run_cli as cli  # noqa: F401
 #: Run a command as root without root's permission override (CAP_DAC_OVERRIDE and
 #: CAP_DAC_READ_SEARCH dropped): file modes then bind it as they bind any user. Empty when not root.
 NO_OVERRIDE = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
                if os.geteuid() == 0 else [])
 
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    @property
-    def lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600, prefix: list[str] | None = None) -> Run:
-    t0 = time.monotonic()
-    proc = subprocess.run([*(prefix or []), *AUDIOQC, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
 
 
 def free_port() -> int:

@@ -4,8 +4,6 @@ name the file, CLI exit codes, never a traceback."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,13 +18,8 @@ from audiolib.errors import (
     SourceNotFound,
     UnsupportedMedia,
 )
-from conftest import SR, programme, run_ffmpeg
+from conftest import SR, programme, run_cli, run_ffmpeg
 
-AUDIOQC = [sys.executable, "-m", "audioqc"]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*AUDIOQC, *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

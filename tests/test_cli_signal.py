@@ -4,19 +4,16 @@ one pass."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from audiolib import io
 from audiolib.diagnose import BLOCKS, diagnose
-from conftest import SR
+from conftest import SR, run_cli
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audioqc", *args], capture_output=True, text=True)
+cli = run_cli
 
 
 @pytest.fixture(scope="module")

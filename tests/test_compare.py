@@ -7,13 +7,9 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
 from audiolib import io
@@ -21,13 +17,12 @@ from audiolib.errors import InvalidParameter
 from audioqc.compare import Gate, compare, format_markdown
 from audioqc.stats import bootstrap_median_ci, bootstrap_median_draws
 from benchmarks.report_material import synthetic_history, write_history
-from conftest import SR, espeak_speech
+from conftest import SR, espeak_speech, run_cli
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audioqc", *args], capture_output=True, text=True, timeout=timeout)
+_cli = run_cli
 
 
 def _set(table: pa.Table, name: str, values) -> pa.Table:

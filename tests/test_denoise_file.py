@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,13 +16,9 @@ import pytest
 from audiolib import io
 from audiolib.denoise import denoise_file
 from benchmarks.material import coloured_noise
-from conftest import SR, espeak_speech
+from conftest import AUDIOQC, SR, espeak_speech, run_cli
 
-AUDIOQC = [sys.executable, "-m", "audioqc"]
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*AUDIOQC, *args], capture_output=True, text=True, timeout=timeout)
+cli = run_cli
 
 
 def ffprobe(path: str | Path) -> dict:

@@ -4,8 +4,6 @@ several codecs, and pyloudnorm on short signals. Plus the CLI's output shapes.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pyloudnorm
@@ -14,7 +12,7 @@ import pytest
 from audiolib import io, loudness
 from audiolib.diagnose import diagnose
 from benchmarks.material import ffmpeg_ebur128, music_variants, programme_variants
-from conftest import SR, programme
+from conftest import SR, programme, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +66,8 @@ def test_gating_and_shapes_on_silence_and_short_input():
     assert short.to_sami()["loudness"] == -100.0
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audioqc", *args], capture_output=True, text=True, check=True)
+def _cli(*args: str):
+    return run_cli(*args, check=True)
 
 
 def test_cli_outputs(media, tmp_path):
