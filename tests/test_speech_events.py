@@ -1,6 +1,6 @@
 """Speech events (plosive pops, excess sibilance) on speech built to contain known events.
 
-Speech is espeak-ng's (a Debian package, see DESIGN.md), phrases chosen without sibilants, laid out
+Speech is espeak-ng's (a Debian package, see docs/design.md), phrases chosen without sibilants, laid out
 with pauses; the speech mask comes from that known layout, not from a VAD. Events are then added at
 known times: sibilant bursts (band-passed noise, louder than the speech, 100 ms, in a short gap
 inside a phrase) and plosive pops (a 50 ms decaying 60 Hz thump, low-passed at 120 Hz, at the
