@@ -113,10 +113,11 @@ AQ_CLONES int aq_kweighted_power(const float *x, int64_t nch, int64_t n, int64_t
     return 0;
 }
 
-/* max |sum_k taps[p][k] * x[i + k]| over the 4 phases and lo <= i < hi (12 taps per phase).
- * The maximum is taken over the bit patterns of the absolute values (for finite floats >= 0 their
- * order as unsigned integers is their numeric order; the callers pass finite samples), which the
- * compiler vectorises across i, where a float maximum it would not. */
+/* max |sum_k taps[p][k] * x[i + k]| over the nph phases and lo <= i < hi, NT taps per phase (12 or
+ * 24, the taps held in registers). The maximum is taken over the bit patterns of the absolute
+ * values (for finite floats >= 0 their order as unsigned integers is their numeric order; the
+ * callers pass finite samples), which the compiler vectorises across i, where a float maximum it
+ * would not. */
 static inline float aq_abs_bits_max_to_float(uint32_t bits)
 {
     float f;
@@ -124,71 +125,109 @@ static inline float aq_abs_bits_max_to_float(uint32_t bits)
     return f;
 }
 
-AQ_CLONES static float phase_max(const float *x, int64_t lo, int64_t hi, const float *taps, int64_t nph)
+static inline uint32_t aq_abs_bits(float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    return bits & 0x7fffffffu;
+}
+
+#define AQ_PHASE_MAX_LOOP(NT)                                                           \
+    do {                                                                                \
+        for (int64_t p = 0; p < nph; p++) {                                             \
+            float h[NT];                                                                \
+            for (int k = 0; k < (NT); k++) h[k] = taps[(NT) * p + k];                   \
+            for (int64_t i = lo; i < hi; i++) {                                         \
+                const float *s = x + i;                                                 \
+                float acc = 0.0f;                                                       \
+                _Pragma("GCC unroll 24")                                                \
+                for (int k = 0; k < (NT); k++) acc += s[k] * h[k];                      \
+                const uint32_t b = aq_abs_bits(acc);                                    \
+                m = b > m ? b : m;                                                      \
+            }                                                                           \
+        }                                                                               \
+    } while (0)
+
+AQ_CLONES static float phase_max(const float *x, int64_t lo, int64_t hi, const float *taps, int64_t nph,
+                                 int64_t ntap)
 {
     uint32_t m = 0;
-    for (int64_t p = 0; p < nph; p++) {
-        const float *h = taps + 12 * p;
-        const float h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3], h4 = h[4], h5 = h[5];
-        const float h6 = h[6], h7 = h[7], h8 = h[8], h9 = h[9], h10 = h[10], h11 = h[11];
-        for (int64_t i = lo; i < hi; i++) {
-            const float *s = x + i;
-            const float acc = s[0] * h0 + s[1] * h1 + s[2] * h2 + s[3] * h3 + s[4] * h4 + s[5] * h5
-                            + s[6] * h6 + s[7] * h7 + s[8] * h8 + s[9] * h9 + s[10] * h10 + s[11] * h11;
-            uint32_t bits;
-            memcpy(&bits, &acc, sizeof bits);
-            bits &= 0x7fffffffu;
-            m = bits > m ? bits : m;
-        }
-    }
+    if (ntap == 24) AQ_PHASE_MAX_LOOP(24);
+    else AQ_PHASE_MAX_LOOP(12);
     return aq_abs_bits_max_to_float(m);
 }
 
-typedef struct { float peak; int64_t index; } chunk_peak;
-
-static int by_peak_desc(const void *a, const void *b)
+/* Over x[lo .. hi - 1]: the largest |x[k]| (*peak) and the largest second difference
+ * |x[k - 1] - 2 x[k] + x[k + 1]| for lo < k < hi - 1 (*d2), in one vectorised pass (as bits). */
+AQ_CLONES static void peak_and_d2(const float *x, int64_t lo, int64_t hi, float *peak, float *d2)
 {
-    const float pa = ((const chunk_peak *)a)->peak, pb = ((const chunk_peak *)b)->peak;
+    uint32_t mp = aq_abs_bits(x[lo]) > aq_abs_bits(x[hi - 1]) ? aq_abs_bits(x[lo]) : aq_abs_bits(x[hi - 1]);
+    uint32_t md = 0;
+    for (int64_t k = lo + 1; k < hi - 1; k++) {
+        const uint32_t a = aq_abs_bits(x[k]);
+        const uint32_t d = aq_abs_bits((x[k - 1] + x[k + 1]) - 2.0f * x[k]);
+        mp = a > mp ? a : mp;
+        md = d > md ? d : md;
+    }
+    *peak = aq_abs_bits_max_to_float(mp);
+    *d2 = aq_abs_bits_max_to_float(md);
+}
+
+typedef struct { float bound; int64_t index; } chunk_bound;
+
+static int by_bound_desc(const void *a, const void *b)
+{
+    const float pa = ((const chunk_bound *)a)->bound, pb = ((const chunk_bound *)b)->bound;
     return (pa < pb) - (pa > pb);
 }
 
 /*
- * Largest absolute interpolated sample of a 12-tap polyphase interpolator over x (n samples,
- * the first 11 being history). Chunks whose sample peak (with the 11-sample margin) times
- * bound_gain (max over phases of sum |taps|: no interpolated value can exceed it) cannot beat
- * `floor` (the running maximum) are skipped: exact, and most chunks of ordinary programme are
- * never interpolated. Returns max(floor, the interpolated peak); -1 if out of memory.
+ * Largest absolute interpolated sample of a polyphase interpolator (nph phases of ntap = 12 or 24
+ * correlation taps: phase p of window i is sum_k taps[p][k] x[i + k]) over x (n samples, the first
+ * ntap - 1 being history), at least `floor`. Returns -1 if out of memory.
+ *
+ * Chunks of `chunk` windows that cannot beat the running maximum are skipped, exactly: over a
+ * chunk's samples (with the ntap - 1 margin) with peak P and largest second difference D, no
+ * interpolated value exceeds min(bound_gain * P, bound_lin * P + bound_d2 * D), where bound_gain
+ * is the largest sum |taps| of a phase and bound_lin, bound_d2 come from writing each phase as
+ * a two-tap interpolation between the middle samples (tap sum at most bound_lin) plus a filter of
+ * second differences (taps summing in absolute value to at most bound_d2): see
+ * audiolib.loudness.true_peak_taps. The second bound is what makes skipping work on programme:
+ * where the signal is smooth at the sample rate (most of its energy well below Nyquist), D is
+ * small and the bound is a few percent over the sample peak. Chunks are visited from the largest
+ * bound down, and the scan stops at the first that cannot beat the maximum found.
  */
-float aq_true_peak_max(const float *x, int64_t n, const float *taps, int64_t nph, float bound_gain,
-                       float floor, int64_t chunk)
+AQ_CLONES float aq_true_peak_max(const float *x, int64_t n, const float *taps, int64_t nph, int64_t ntap,
+                                 float bound_gain, float bound_lin, float bound_d2, float floor, int64_t chunk)
 {
-    const int64_t ntap = 12;
     const int64_t n_out = n - ntap + 1;
-    if (n_out <= 0) return floor;
+    if (n_out <= 0 || (ntap != 12 && ntap != 24)) return floor;
     const int64_t nchunks = (n_out + chunk - 1) / chunk;
-    chunk_peak *peaks = (chunk_peak *)malloc(sizeof(chunk_peak) * (size_t)nchunks);
-    if (!peaks) return -1.0f;
+    chunk_bound *bounds = (chunk_bound *)malloc(sizeof(chunk_bound) * (size_t)nchunks);
+    if (!bounds) return -1.0f;
+    int64_t live = 0;
     for (int64_t j = 0; j < nchunks; j++) {
         const int64_t lo = j * chunk;
         const int64_t hi = (lo + chunk < n_out ? lo + chunk : n_out) + ntap - 1;
-        float m = 0.0f;
-        for (int64_t i = lo; i < hi; i++) {
-            const float a = fabsf(x[i]);
-            m = a > m ? a : m;
-        }
-        peaks[j].peak = m;
-        peaks[j].index = j;
+        float p, d;
+        peak_and_d2(x, lo, hi, &p, &d);
+        const float g = bound_gain * p, s = bound_lin * p + bound_d2 * d;
+        const float b = g < s ? g : s;
+        if (b <= floor) continue; /* cannot beat even the floor */
+        bounds[live].bound = b;
+        bounds[live].index = j;
+        live++;
     }
-    qsort(peaks, (size_t)nchunks, sizeof(chunk_peak), by_peak_desc);
+    qsort(bounds, (size_t)live, sizeof(chunk_bound), by_bound_desc);
     float best = floor;
-    for (int64_t jj = 0; jj < nchunks; jj++) {
-        if (peaks[jj].peak * bound_gain <= best) break;
-        const int64_t lo = peaks[jj].index * chunk;
+    for (int64_t jj = 0; jj < live; jj++) {
+        if (bounds[jj].bound <= best) break;
+        const int64_t lo = bounds[jj].index * chunk;
         const int64_t hi = lo + chunk < n_out ? lo + chunk : n_out;
-        const float m = phase_max(x, lo, hi, taps, nph);
+        const float m = phase_max(x, lo, hi, taps, nph, ntap);
         best = m > best ? m : best;
     }
-    free(peaks);
+    free(bounds);
     return best;
 }
 

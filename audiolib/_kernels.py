@@ -26,7 +26,8 @@ _i64 = ctypes.c_int64
 
 _lib.aq_kweighted_power.argtypes = [_f32, _i64, _i64, _i64, _f64, _f64, _f64, _f64]
 _lib.aq_kweighted_power.restype = ctypes.c_int
-_lib.aq_true_peak_max.argtypes = [_f32, _i64, _f32, _i64, ctypes.c_float, ctypes.c_float, _i64]
+_lib.aq_true_peak_max.argtypes = [_f32, _i64, _f32, _i64, _i64, ctypes.c_float, ctypes.c_float, ctypes.c_float,
+                                  ctypes.c_float, _i64]
 _lib.aq_true_peak_max.restype = ctypes.c_float
 _lib.aq_transitions.argtypes = [_f32, _i64, _i64, _i64, ctypes.c_float, ctypes.c_int,
                                 ctypes.POINTER(ctypes.c_int8), ctypes.POINTER(ctypes.c_int8),
@@ -75,13 +76,38 @@ def kweighted_power(x: np.ndarray, sos: np.ndarray, state: np.ndarray, weights: 
     return out
 
 
-def true_peak_max(x: np.ndarray, taps: np.ndarray, bound_gain: float, floor: float, chunk: int) -> float:
-    """Largest absolute interpolated sample of the 4-phase, 12-tap interpolator ``taps`` over
-    ``x`` (float32, the first 11 samples being history), at least ``floor``."""
+def true_peak_max(x: np.ndarray, taps: np.ndarray, bound_gain: float, floor: float, chunk: int,
+                  bound_lin: float | None = None, bound_d2: float | None = None) -> float:
+    """Largest absolute interpolated sample over ``x``, at least ``floor``.
+
+    Parameters
+    ----------
+    x : (n,) float32, C-contiguous
+        Samples, the first ``ntap - 1`` being history.
+    taps : (phases, ntap) float32, C-contiguous, ntap = 12 or 24
+        Correlation taps: phase ``p`` of window ``i`` is ``sum_k taps[p, k] * x[i + k]``.
+    bound_gain : float
+        At least the largest ``sum |taps[p]|``.
+    floor : float
+        Linear; the result is at least this (the running maximum).
+    chunk : int
+        Windows per chunk; a chunk whose bound cannot beat the running maximum is not interpolated.
+    bound_lin, bound_d2 : float, optional
+        The second-difference bound of :class:`audiolib.loudness.TruePeakTaps` (no value over a
+        chunk exceeds ``bound_lin * P + bound_d2 * D``); without them only ``bound_gain * P`` is
+        used.
+
+    Returns
+    -------
+    float
+        ``max(floor, max over windows and phases of |value|)``, exactly: skipping never changes it.
+    """
     nph, ntap = taps.shape
-    if ntap != 12:
-        raise AudioQCError(f"true-peak kernel takes 12 taps per phase, not {ntap}")
-    result = _lib.aq_true_peak_max(x, x.shape[0], taps, nph, bound_gain, floor, chunk)
+    if ntap not in (12, 24):
+        raise AudioQCError(f"true-peak kernel takes 12 or 24 taps per phase, not {ntap}")
+    if bound_lin is None or bound_d2 is None:
+        bound_lin = bound_d2 = 1e30  # finite (0 * inf would be NaN): the gain bound decides alone
+    result = _lib.aq_true_peak_max(x, x.shape[0], taps, nph, ntap, bound_gain, bound_lin, bound_d2, floor, chunk)
     if result < 0:
         raise MemoryError("true-peak kernel could not allocate its chunk table")
     return float(result)

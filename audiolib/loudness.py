@@ -7,7 +7,8 @@ filter state; :meth:`LoudnessMeter.result` derives everything from those, exactl
 - integrated loudness with the absolute (-70 LUFS) and relative (-10 LU) gates (BS.1770-4 eq. 3-7),
 - loudness range LRA (EBU Tech 3342),
 - maximum momentary (400 ms) and short-term (3 s) loudness (EBU Tech 3341),
-- sample peak (dBFS) and true peak (dBTP, 4x oversampling with the BS.1770-4 Annex 2 filter).
+- sample peak (dBFS) and true peak (dBTP: the samples and the band-limited values at every 1/8 of a
+  sample between them, 1/4 from 96 kHz; BS.1770-4 Annex 2 asks for 4x / 2x, see :func:`true_peak_taps`).
 
 ``measure(y, sr)`` is the one-shot form for arrays.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -28,10 +30,12 @@ from .errors import InvalidParameter
 __all__ = [
     "LoudnessMeter",
     "LoudnessResult",
+    "TruePeakTaps",
     "channel_weights",
     "k_weighting_sos",
     "measure",
     "energy_to_lufs",
+    "true_peak_taps",
 ]
 
 # BS.1770-4 eq. 2: L_K = -0.691 + 10 log10(sum_i G_i z_i)
@@ -67,8 +71,12 @@ _SHELF_Q = 0.7071752369554196
 _HIGHPASS_F0_HZ = 38.13547087602444
 _HIGHPASS_Q = 0.5003270373238773
 
-# BS.1770-4 Annex 2, Table 1 (48-tap FIR, 4 phases of 12 taps) for 4x true-peak oversampling.
-_TRUE_PEAK_PHASES = np.array(
+# BS.1770-4 Annex 2, Table 1 (48-tap FIR, 4 phases of 12 taps): the standard's *example* 4x
+# true-peak interpolator, kept for comparisons (benchmarks/true_peak_sweep.py). The meter does not
+# use it: its phases 1 and 2 (the values 3/8 and 5/8 of a sample from the nearest input sample)
+# have a gain of -0.24 dB at DC, -0.22 dB at fs/6 and +0.22 dB at fs/4, so an fs/4 sine read
+# +0.22 dB over its true peak at some phases and an fs/6 sine -0.30 dB under (issue 19).
+_ANNEX2_PHASES = np.array(
     [
         [0.0017089843750, 0.0109863281250, -0.0196533203125, 0.0332031250000,
          -0.0594482421875, 0.1373291015625, 0.9721679687500, -0.1022949218750,
@@ -85,11 +93,122 @@ _TRUE_PEAK_PHASES = np.array(
     ],
     dtype=np.float64,
 )
-TRUE_PEAK_OVERSAMPLING = 4
-_TP_TAPS = _TRUE_PEAK_PHASES.shape[1]
-# No interpolated sample can exceed the input peak times this (max over phases of sum |h|).
-_TP_BOUND_GAIN = float(np.abs(_TRUE_PEAK_PHASES).sum(axis=1).max())
+
+# The meter's true-peak interpolator. BS.1770-4 Annex 2 asks for 4x oversampling below 96 kHz
+# (2x from 96 kHz) and gives its filter as an example only. The meter reads every input sample
+# and the band-limited values at every 1/TRUE_PEAK_GRID of a sample between them: TRUE_PEAK_GRID
+# = 8 below 96 kHz, 4 from 96 kHz (twice Annex 2's ratios; the peak of a sine at fs/4 is then
+# found within 1/16 of a sample: at most -0.042 dB low from the grid, where a 4x grid allows
+# -0.17 dB). Each in-between value is a 24-tap fractional-delay filter fitted by weighted least
+# squares to the ideal delay over 0 .. TRUE_PEAK_FIT_BAND cycles per sample (weight
+# TRUE_PEAK_FIT_LOW_WEIGHT below TRUE_PEAK_FIT_LOW_BAND): its gain is -0.030 .. +0.035 dB up to
+# 0.3 cycles per sample (14.4 kHz at 48 kHz), -0.27 .. +0.10 dB up to 0.417 (20 kHz at 48 kHz) and
+# at most +0.45 dB up to 0.45 (21.6 kHz). These are the phases the loudness remedy's limiter
+# detects on (audiolib/normalize.py), so the meter reads no point the limiter did not see.
+#: Oversampling of the meter's grid below / from TRUE_PEAK_HIGH_RATE_HZ (points per input sample).
+TRUE_PEAK_GRID_LOW_RATE = 8
+TRUE_PEAK_GRID_HIGH_RATE = 4
+TRUE_PEAK_HIGH_RATE_HZ = 96000  # BS.1770-4 Annex 2: the oversampling ratio halves from 96 kHz
+TRUE_PEAK_TAPS = 24
+TRUE_PEAK_FIT_BAND = 0.47  # cycles per sample (22.6 kHz at 48 kHz, 20.7 kHz at 44.1 kHz)
+TRUE_PEAK_FIT_LOW_BAND = 0.35
+TRUE_PEAK_FIT_LOW_WEIGHT = 4.0
+#: Samples of context on either side of an interval that the interpolator needs.
+TRUE_PEAK_HALF = TRUE_PEAK_TAPS // 2
 _TP_CHUNK = 512
+#: Headroom added to the skipping bounds (relative to the chunk's sample peak) so that float32
+#: rounding of the interpolated sums (24 products: < 4e-6 of the peak) can never exceed a bound.
+_TP_BOUND_SLACK = 1e-5
+
+
+def fractional_delay(delay: float) -> np.ndarray:
+    """24 correlation taps whose output over ``x[i .. i + 23]`` is the band-limited value at
+    ``i + 11 + delay`` (0 < delay < 1, in samples).
+
+    Weighted least squares over 0 .. :data:`TRUE_PEAK_FIT_BAND` cycles per sample (weight
+    :data:`TRUE_PEAK_FIT_LOW_WEIGHT` below :data:`TRUE_PEAK_FIT_LOW_BAND`), solved by the normal
+    equations (24 x 24; a few ms). ``fractional_delay(1 - d)`` is ``fractional_delay(d)`` reversed.
+    """
+    f = np.linspace(0.0, TRUE_PEAK_FIT_BAND, 800)
+    weight = np.where(f < TRUE_PEAK_FIT_LOW_BAND, TRUE_PEAK_FIT_LOW_WEIGHT, 1.0)
+    k = np.arange(TRUE_PEAK_TAPS)
+    a = np.exp(-2j * np.pi * f[:, None] * k[None, :]) * weight[:, None]
+    b = np.exp(-2j * np.pi * f * (TRUE_PEAK_HALF - 1 + delay)) * weight
+    a_re = np.vstack([a.real, a.imag])
+    return np.linalg.solve(a_re.T @ a_re, a_re.T @ np.concatenate([b.real, b.imag]))
+
+
+@dataclass(frozen=True)
+class TruePeakTaps:
+    """The meter's interpolator at one sample rate, with the bounds its skipping uses.
+
+    Attributes
+    ----------
+    taps : (phases, 24) float32, C-contiguous
+        Correlation taps: phase ``p`` of window ``i`` is ``sum_k taps[p, k] * x[i + k]``, the value
+        at ``i + 11 + (p + 1) / grid`` samples.
+    grid : int
+        Points per input sample (the input samples and ``grid - 1`` interpolated values).
+    bound_gain : float
+        Largest ``sum |taps[p]|``: no value exceeds the window's sample peak times it.
+    bound_lin, bound_d2 : float
+        Each phase written exactly as ``a x[i + 11] + b x[i + 12] + sum_j q_j (x[i + j - 1] -
+        2 x[i + j] + x[i + j + 1])``: ``bound_lin`` is the largest ``|a| + |b|`` and ``bound_d2``
+        the largest ``sum |q|``, so no value exceeds ``bound_lin * P + bound_d2 * D`` for a window
+        of sample peak ``P`` and largest second difference ``D`` (a few percent over ``P`` for
+        programme, whose second differences are small).
+    """
+
+    taps: np.ndarray
+    grid: int
+    bound_gain: float
+    bound_lin: float
+    bound_d2: float
+
+
+def second_difference_form(h: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(a, b, q)`` with ``h = a e_11 + b e_12 + (q[j-1] - 2 q[j] + q[j+1])_j``, exactly (float64).
+
+    ``a + b`` and ``11 a + 12 b`` are the sum and the first moment of ``h`` (24 taps), so the rest has
+    zero sum and zero first moment and is the second difference of a ``q`` with ``q[0] = q[23] = 0``.
+    Then ``sum_k h[k] x[i + k] = a x[i + 11] + b x[i + 12] + sum_j q[j] (x[i + j - 1] - 2 x[i + j] +
+    x[i + j + 1])``: the value is at most ``(|a| + |b|) P + sum |q| D`` for a window with sample peak
+    ``P`` and largest second difference ``D``.
+    """
+    h = np.asarray(h, dtype=np.float64)
+    n = h.size
+    k = np.arange(n)
+    b = float((k * h).sum() - (TRUE_PEAK_HALF - 1) * h.sum())
+    a = float(h.sum()) - b
+    r = h.copy()
+    r[TRUE_PEAK_HALF - 1] -= a
+    r[TRUE_PEAK_HALF] -= b
+    q = np.zeros(n)
+    for j in range(n - 2):  # (q[j-1] - 2 q[j] + q[j+1]) = r[j], q[-1] = q[0] = 0
+        q[j + 1] = r[j] + 2.0 * q[j] - (q[j - 1] if j else 0.0)
+    return a, b, q
+
+
+@lru_cache(maxsize=8)
+def true_peak_taps(sample_rate: int) -> TruePeakTaps:
+    """The meter's true-peak interpolator for ``sample_rate`` Hz (see :class:`TruePeakTaps`)."""
+    grid = TRUE_PEAK_GRID_LOW_RATE if sample_rate < TRUE_PEAK_HIGH_RATE_HZ else TRUE_PEAK_GRID_HIGH_RATE
+    phases = [fractional_delay(j / grid) for j in range(1, grid)]
+    # phases j and grid - j are mirror images: make them so exactly in float32
+    for j in range(1, grid // 2):
+        phases[grid - j - 1] = phases[j - 1][::-1].copy()
+    taps = np.ascontiguousarray(np.vstack(phases), dtype=np.float32)
+    taps.setflags(write=False)
+    forms = [second_difference_form(t) for t in taps]
+    bound_gain = float(np.abs(taps.astype(np.float64)).sum(axis=1).max())
+    return TruePeakTaps(
+        taps=taps,
+        grid=grid,
+        bound_gain=bound_gain + _TP_BOUND_SLACK,
+        bound_lin=max(abs(a) + abs(b) for a, b, _ in forms) + _TP_BOUND_SLACK,
+        bound_d2=max(float(np.abs(q).sum()) for _, _, q in forms) * (1.0 + 1e-6),
+    )
+
 
 # BS.1770-4 Table 3: the LFE channel is excluded from the sum (FFmpeg channel names).
 
@@ -177,7 +296,8 @@ class LoudnessResult:
     sample_peak : float
         The same, linear (SAMI's ``peak``).
     true_peak_dbtp : float or None
-        Largest absolute 4x-oversampled sample, dBTP (BS.1770-4 Annex 2).
+        Largest absolute sample or interpolated value (8x grid below 96 kHz, 4x from 96 kHz:
+        :func:`true_peak_taps`), dBTP (BS.1770-4 Annex 2 asks for 4x / 2x oversampling).
     gating_mode : str
         ``"level"`` (BS.1770-4 level gating) or ``"speech"`` (BS.1770-4 gating over the blocks
         that hold speech: dialogue gating).
@@ -262,10 +382,9 @@ class LoudnessMeter:
         self._sos = k_weighting_sos(self.sample_rate)
         self._state = np.zeros((self.channels, 2, 2), dtype=np.float64)
         self._do_true_peak = true_peak
-        # taps[p, j] multiplies x[i + j]; phase p of the BS.1770-4 filter, reversed for correlation.
-        self._taps = np.ascontiguousarray(_TRUE_PEAK_PHASES[:, ::-1], dtype=np.float32)
-        self._tp_history = np.zeros((self.channels, _TP_TAPS - 1), dtype=np.float32)
-        self._tp_max = 0.0
+        self._tp = true_peak_taps(self.sample_rate)
+        self._tp_history = np.zeros((self.channels, TRUE_PEAK_TAPS - 1), dtype=np.float32)
+        self._tp_max = 0.0  # the largest interpolated value or sample so far
         self._sample_peak = 0.0
         self._frames = 0
         # 100 ms steps: boundaries at round(k * sample_rate / 10) in absolute samples, so 400 ms
@@ -342,23 +461,32 @@ class LoudnessMeter:
     def _step_start(self, k: int) -> int:
         return 0 if k == 0 else self._step_end(k - 1)
 
+    def _true_peak_max(self, x: np.ndarray, floor: float) -> float:
+        tp = self._tp
+        return _kernels.true_peak_max(x, tp.taps, tp.bound_gain, floor, _TP_CHUNK, tp.bound_lin, tp.bound_d2)
+
     def _push_true_peak(self, x: np.ndarray) -> None:
-        h = _TP_TAPS - 1
+        h = TRUE_PEAK_TAPS - 1
+        # The result is the larger of the interpolated and the sample peak, so the running maximum
+        # starts from the sample peak (this block's included): only chunks whose bound exceeds it
+        # are interpolated.
+        best = max(self._tp_max, self._sample_peak)
         for c in range(self.channels):
             row = x[c]
             # the windows that reach back into the history (all of them for a row shorter than
             # the filter), then the row's own, interpolated in place (no copy of the block)
             seam = np.concatenate((self._tp_history[c], row[:h]))
-            best = _kernels.true_peak_max(seam, self._taps, _TP_BOUND_GAIN, self._tp_max, _TP_CHUNK)
-            self._tp_max = _kernels.true_peak_max(row, self._taps, _TP_BOUND_GAIN, best, _TP_CHUNK)
+            best = self._true_peak_max(seam, best)
+            best = self._true_peak_max(row, best)
             self._tp_history[c] = row[-h:] if row.size >= h else seam[-h:]
+        self._tp_max = best
 
     def _flush_true_peak(self) -> float:
         """Include the filter tail (the last input samples' interpolated neighbours)."""
-        best = self._tp_max
+        best = max(self._tp_max, self._sample_peak)
         for c in range(self.channels):
-            buf = np.concatenate((self._tp_history[c], np.zeros(_TP_TAPS - 1, np.float32)))
-            best = _kernels.true_peak_max(buf, self._taps, _TP_BOUND_GAIN, best, _TP_CHUNK)
+            buf = np.concatenate((self._tp_history[c], np.zeros(TRUE_PEAK_TAPS - 1, np.float32)))
+            best = self._true_peak_max(buf, best)
         return best
 
     # ------------------------------------------------------------------ results
@@ -469,8 +597,7 @@ class LoudnessMeter:
         s_best = self._s_state[3] / self._s_len
         m_max = float(energy_to_lufs(m_best)) if m_best > 0 else None
         s_max = float(energy_to_lufs(s_best)) if s_best > 0 else None
-        # The Annex 2 filter has no phase that passes the input samples through, so the true peak
-        # is the larger of the interpolated and the sample peak (as libebur128 does).
+        # The grid's points are the input samples and the interpolated values between them.
         tp = _db(max(self._flush_true_peak(), self._sample_peak)) if self._do_true_peak else None
         return LoudnessResult(
             integrated_lufs=integrated,

@@ -6,9 +6,9 @@ limiter that acts only where the gained signal would exceed the ceiling.
 
 - The gain comes from a measurement already made (the diagnose's integrated loudness, passed as
   ``measured_lufs``): ``gain = target - measured`` dB. No measuring pass over the original.
-- The limiter detects peaks on the oversampled signal, the way BS.1770-4 Annex 2 measures true
-  peak (4x below 96 kHz, 2x from 96 kHz, the project's Annex 2 interpolator), on a grid twice as
-  fine (see :func:`detection_taps`); its gain is shared by all channels (linked), falls over the
+- The limiter detects peaks on the oversampled signal at exactly the points the project's meter
+  reads them (8x below 96 kHz, 4x from 96 kHz: twice BS.1770-4 Annex 2's ratios; see
+  :func:`detection_taps`); its gain is shared by all channels (linked), falls over the
   look-ahead window along a raised-cosine curve and recovers exponentially (slower); the look-ahead
   is compensated, so the output is sample-aligned with the input, frame for frame.
 - The limiter lowers the loudness a little where it works hard. :func:`normalize` measures its
@@ -35,7 +35,7 @@ import numpy as np
 
 from . import _kernels
 from .errors import InvalidParameter
-from .loudness import _TRUE_PEAK_PHASES, LoudnessMeter
+from .loudness import TRUE_PEAK_HALF, LoudnessMeter, fractional_delay, true_peak_taps
 
 __all__ = [
     "LoudnessNormalizer",
@@ -63,12 +63,12 @@ LOOKAHEAD_RANGE_MS = (0.5, 20.0)
 DEFAULT_RELEASE_MS = 100.0
 RELEASE_RANGE_MS = (1.0, 5000.0)
 #: The limiter's internal threshold is this much under the ceiling (minus any codec margin). The
-#: project's meter reads the detector's own Annex 2 points (+0.000 dB over the threshold on every
-#: signal tried); FFmpeg's ebur128 (a 32-tap resampler to 192 kHz passing up to 0.97 of Nyquist)
-#: reads other points with another filter and mirrors the signal before its first sample:
-#: measured over benchmarks/normalize_margin.py's battery of 116 signals, at most 0.04 dB over the
-#: threshold on programme (speech, music, hard-clipped music), 0.05 dB on sines up to 19.5 kHz and
-#: 0.13 dB on hard-clipped full-band noise, the worst case found (docs/normalize.md).
+#: project's meter reads the detector's own points (+0.000 dB over the threshold on every signal
+#: tried); FFmpeg's ebur128 (a 32-tap resampler to 192 kHz passing up to 0.97 of Nyquist) reads
+#: other points with another filter and mirrors the signal before its first sample: measured over
+#: benchmarks/normalize_margin.py's battery of 116 signals, at most 0.04 dB over the threshold on
+#: programme (speech, music, hard-clipped music), 0.05 dB on sines up to 19.5 kHz, 0.10 dB on
+#: white noise and 0.13 dB on hard-clipped full-band noise, the worst case found (docs/normalize.md).
 SAFETY_MARGIN_DB = 0.2
 #: Headroom the caller may reserve for a lossy encode after the remedy (AAC and MP3 add peaks);
 #: default 0 (the output is lossless); docs/normalize.md has measured values per codec.
@@ -80,25 +80,21 @@ MAX_CORRECTIONS = 3
 #: A correcting gain is at most this many times the error, and at most MAX_CORRECTION_DB.
 CORRECTION_MAX_FACTOR = 4.0
 MAX_CORRECTION_DB = 6.0
-# BS.1770-4 Annex 2: true peak is measured 4x oversampled below 96 kHz and 2x from 96 kHz.
-TRUE_PEAK_OVERSAMPLING_LOW_RATE = 4
-TRUE_PEAK_OVERSAMPLING_HIGH_RATE = 2
-TRUE_PEAK_HIGH_RATE_HZ = 96000
-#: The detector's grid is this many times finer than BS.1770-4's (8x below 96 kHz, 4x above):
-#: peaks between a meter's points are then found within 1/16 (1/8) of a sample.
-DETECTION_REFINEMENT = 2
-#: The in-between phases are weighted least-squares fractional-delay filters of 24 taps fitted over
-#: 0 .. 0.47 cycles per sample (22.6 kHz at 48 kHz, 20.7 kHz at 44.1 kHz; weight 4 below 0.35):
-#: nearly the full band, as FFmpeg's resampler (its ebur128 true peak) passes it, within 0.3 % of
-#: the ideal delay below 0.3, 0.9 % at 0.35, 3 % at 0.4, 4.3 % at 0.45. (12 taps fitted to 0.4
-#: let FFmpeg read full-band material, white or clipped noise, up to 0.76 dB over the threshold;
-#: measured, docs/normalize.md.)
-_DETECT_FIT_BAND = 0.47
-_DETECT_FIT_LOW_BAND = 0.35
-_DETECT_FIT_LOW_WEIGHT = 4.0
-_DETECT_TAPS = 24
-#: Samples of context on either side of an interval the detector needs (half its longest filter).
-_HALF = _DETECT_TAPS // 2
+#: The detector reads exactly the points the project's meter reads, with the meter's own taps
+#: (:func:`audiolib.loudness.true_peak_taps`): every input sample and the band-limited values at
+#: every 1/8 of a sample below 96 kHz (1/4 from 96 kHz; twice BS.1770-4 Annex 2's 4x / 2x, so it
+#: also holds the points a 4x / 2x resampler such as FFmpeg's ebur128 computes at 48 / 96 kHz).
+#: They are weighted least-squares fractional-delay filters of 24 taps fitted over 0 .. 0.47 cycles
+#: per sample (22.6 kHz at 48 kHz, 20.7 kHz at 44.1 kHz; weight 4 below 0.35): nearly the full
+#: band, as FFmpeg's resampler passes it, within 0.3 % of the ideal delay below 0.3, 0.9 % at 0.35,
+#: 3 % at 0.4, 4.3 % at 0.45. (12 taps fitted to 0.4 let FFmpeg read full-band material, white or
+#: clipped noise, up to 0.76 dB over the threshold; measured, docs/normalize.md.) Until the meter
+#: took these phases (ANALYSIS_VERSION 4) the detector also ran BS.1770-4 Annex 2's four, which the
+#: meter used then.
+#: Samples of context on either side of an interval the detector needs (half its filter).
+_HALF = TRUE_PEAK_HALF
+#: The fractional-delay design (kept under this name for the tests and benchmarks).
+_fractional_delay = fractional_delay
 #: Intervals scanned per chunk by the detector (a chunk far under the threshold is skipped whole).
 _DETECT_CHUNK = 64
 #: The release snaps to unity gain within this of 1 (1e-6 = 9e-6 dB), so the gain returns exactly
@@ -123,47 +119,26 @@ def _finite(name: str, value: Any, lo: float | None = None, hi: float | None = N
 
 
 # ---------------------------------------------------------------------------------- detection
-def _fractional_delay(delay: float) -> np.ndarray:
-    """24 correlation taps whose output over ``x[i .. i + 23]`` is the band-limited value at
-    ``i + 11 + delay`` (weighted least squares over 0 .. :data:`_DETECT_FIT_BAND` cycles per sample)."""
-    f = np.linspace(0.0, _DETECT_FIT_BAND, 800)
-    weight = np.where(f < _DETECT_FIT_LOW_BAND, _DETECT_FIT_LOW_WEIGHT, 1.0)
-    k = np.arange(_DETECT_TAPS)
-    a = np.exp(-2j * np.pi * f[:, None] * k[None, :]) * weight[:, None]
-    b = np.exp(-2j * np.pi * f * (_HALF - 1 + delay)) * weight
-    a_re = np.vstack([a.real, a.imag])
-    # the normal equations (24 x 24): a few ms, where lstsq's SVD took 30 ms a phase
-    return np.linalg.solve(a_re.T @ a_re, a_re.T @ np.concatenate([b.real, b.imag]))
-
-
 def _bound(taps: np.ndarray) -> float:
     return max(1.0, float(np.abs(taps.astype(np.float64)).sum(axis=1).max()))
 
 
 @lru_cache(maxsize=8)
-def detection_taps(sample_rate: int) -> tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]]:
-    """The limiter's interpolator at ``sample_rate`` Hz: two sets of phases.
-
-    1. BS.1770-4 Annex 2's four (Table 1, 12 taps), as the project's meter uses them: every point
-       the meter reads, the detector has seen.
-    2. Fractional delays at every ``1 / (R * refinement)`` of a sample (24 taps), R = 4 below
-       96 kHz and 2 from 96 kHz (BS.1770-4 Annex 2), refinement :data:`DETECTION_REFINEMENT`:
-       8x / 4x grids, which also hold the points a 4x / 2x resampler such as FFmpeg's ebur128
-       computes at 48 / 96 kHz, and find a peak between the points within 1/16 (1/8) sample.
+def detection_taps(sample_rate: int) -> tuple[np.ndarray, float]:
+    """The limiter's interpolator at ``sample_rate`` Hz: the project's meter's phases
+    (:func:`audiolib.loudness.true_peak_taps`), so the meter reads no point the detector did not
+    limit: fractional delays at every 1/8 of a sample below 96 kHz and every 1/4 from 96 kHz
+    (24 taps).
 
     Returns
     -------
-    ((taps, bound_gain), (taps, bound_gain))
-        ``taps``: ``(phases, ntap)`` float32 correlation taps (``sum_k taps[p, k] * x[i + k]``
-        lies between ``x[i + ntap/2 - 1]`` and ``x[i + ntap/2]``); ``bound_gain``:
-        ``max(1, max over phases of sum |taps|)`` (no interpolated value exceeds the window's
-        sample peak times it).
+    (taps, bound_gain)
+        ``taps``: ``(phases, 24)`` float32 correlation taps (``sum_k taps[p, k] * x[i + k]`` lies
+        between ``x[i + 11]`` and ``x[i + 12]``); ``bound_gain``: ``max(1, max over phases of
+        sum |taps|)`` (no interpolated value exceeds the window's sample peak times it).
     """
-    ratio = TRUE_PEAK_OVERSAMPLING_LOW_RATE if sample_rate < TRUE_PEAK_HIGH_RATE_HZ else TRUE_PEAK_OVERSAMPLING_HIGH_RATE
-    grid = ratio * DETECTION_REFINEMENT
-    annex2 = np.ascontiguousarray(_TRUE_PEAK_PHASES[:, ::-1], dtype=np.float32)
-    fine = np.ascontiguousarray(np.vstack([_fractional_delay(j / grid) for j in range(1, grid)]), dtype=np.float32)
-    return (annex2, _bound(annex2)), (fine, _bound(fine))
+    taps = true_peak_taps(sample_rate).taps
+    return taps, _bound(taps)
 
 
 def _attack_weights(length: int) -> np.ndarray:
@@ -204,7 +179,7 @@ class NormalizationResult:
     output_integrated_lufs : float or None
         Integrated loudness of the output (the project's meter), when measured.
     output_true_peak_dbtp : float or None
-        True peak of the output (the project's meter, BS.1770-4 Annex 2), when measured.
+        True peak of the output (the project's meter), when measured.
     correction_passes : int
         Passes of a correcting gain over the processed signal (0: the first pass was on target).
     note : str or None
@@ -401,11 +376,10 @@ class LoudnessNormalizer:
 
     def _interval_peaks(self, x: np.ndarray, first: int, count: int) -> np.ndarray:
         """Peaks of ``count`` intervals, the first between columns ``first`` and ``first + 1`` of
-        ``x``: the Annex 2 phases and the fine phases, both sets into one array."""
-        (annex2, bound_a), (fine, bound_f) = self._phases
-        out = _kernels.tp_intervals(x, first - 5, count + 11, annex2, bound_a, self._thresh, _DETECT_CHUNK)
-        return _kernels.tp_intervals(x, first - (_HALF - 1), count + 2 * _HALF - 1, fine, bound_f, self._thresh,
-                                     _DETECT_CHUNK, out=out)
+        ``x`` (the two samples and the meter's interpolated points between them)."""
+        taps, bound = self._phases
+        return _kernels.tp_intervals(x, first - (_HALF - 1), count + 2 * _HALF - 1, taps, bound, self._thresh,
+                                     _DETECT_CHUNK)
 
     def _process(self, end: int | None = None) -> np.ndarray:
         L = self._length

@@ -3,7 +3,8 @@
 
 Material: programme with espeak-ng speech in nine codecs/rates, and recorded music from a Debian
 package in four (see benchmarks/material.py). FFmpeg prints I and LRA to 0.1 LU and measures the
-true peak by resampling to 192 kHz; audioqc uses the BS.1770-4 Annex 2 4x filter.
+true peak by resampling to 192 kHz; audioqc interpolates an 8x grid of 24-tap fractional delays
+(audiolib.loudness.true_peak_taps; until ANALYSIS_VERSION 4, the BS.1770-4 Annex 2 4x filter).
 
     .venv/bin/python benchmarks/accuracy_ffmpeg.py
 """

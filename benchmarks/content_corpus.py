@@ -9,7 +9,11 @@ Sources
   (``/usr/share/games/etr/music``, GPL-2+);
 * rendered music: MIDI pieces written here (piano, strings, drums+bass, guitar, organ+flute,
   brass+marimba, ...) rendered by ``fluidsynth`` with the FluidR3_GM soundfont (``fluid-soundfont-gm``);
-* speech: ``espeak-ng`` (several languages, voice variants and speeds) and ``flite`` (kal, slt, rms, awb);
+* speech: ``espeak-ng`` (several languages, voice variants and speeds), ``flite`` (kal, slt, rms, awb) and
+  ``festival`` (the ked diphone voice; the HTS voice of the CMU ARCTIC ``slt`` speaker, a full-band
+  statistical-parametric voice), and *recorded* speech: the prompts of Asterisk's core sounds
+  (``asterisk-core-sounds-{en,fr,it,ru}-g722``: one professional speaker per language, 16 kHz
+  G.722, so nothing above 7-8 kHz), read as ``benchmarks/denoise_material.py`` reads them;
 * mixtures: speech over a music bed 10-20 dB below it;
 * negatives: white/pink/brown noise, mains hum (50/60 Hz with harmonics) over noise, room tone,
   digital silence and near-silence.
@@ -42,7 +46,7 @@ import soundfile as sf
 
 from benchmarks.material import REAL_MUSIC_DIR, run_ffmpeg
 
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3  # 3: festival and recorded (Asterisk) voices; 30 clips per split
 SR_HZ = 16000
 SEGMENT_S = 1.0  # label granularity; must equal audiolib.music.SEGMENT_S
 OUT_DIR = Path(__file__).resolve().parent / "out" / "content_corpus"
@@ -120,22 +124,29 @@ TEXTS = {
     },
 }
 
-# (engine, voice, language of the text, speed): espeak speed is words per minute; flite's is a
-# duration stretch factor.
+# (engine, voice, language of the text, speed): espeak speed is words per minute; flite's and
+# festival's a duration stretch factor. Engine "recorded": an Asterisk voice (its own prompts, no text).
 VOICES = {
     "train": [
         ("espeak", "en", "en", 160), ("espeak", "en+m3", "en", 140), ("espeak", "en-gb-scotland+f2", "en", 175),
         ("espeak", "de", "de", 150), ("espeak", "es+f3", "es", 165),
-        ("flite", "kal", "en", 1.0), ("flite", "slt", "en", 1.1),
+        ("flite", "kal", "en", 1.0), ("flite", "slt", "en", 1.1), ("flite", "kal16", "en", 1.05),
+        ("espeak", "en+f5", "en", 135), ("espeak", "en-us+f3", "en", 150),
+        ("festival", "ked_diphone", "en", 1.0),
+        ("recorded", "en_US_f_Allison", "en", 1.0), ("recorded", "ru_RU_f_IvrvoiceRU", "ru", 1.0),
     ],
     "test": [
         ("espeak", "en-us+f2", "en", 155), ("espeak", "en-gb-x-rp+m1", "en", 185), ("espeak", "en+f4", "en", 130),
         ("espeak", "fr", "fr", 160), ("espeak", "it+m2", "it", 150),
         ("flite", "rms", "en", 1.0), ("flite", "awb", "en", 0.9),
+        ("festival", "cmu_us_slt_arctic_hts", "en", 1.0),
+        ("recorded", "fr_CA_f_June", "fr", 1.0), ("recorded", "it_IT_m_Carlo", "it", 1.0),
     ],
 }
+#: Recorded speech per recorded voice, s (prompts in a seeded order; each split has its own voices).
+RECORDED_SECONDS = 90.0
 
-N_CLIPS = {"train": 24, "test": 24}
+N_CLIPS = {"train": 30, "test": 30}
 PART_KINDS = ("music", "speech", "mixture", "noise", "silence")
 PART_WEIGHTS = (0.30, 0.25, 0.25, 0.13, 0.07)
 PART_SECONDS = {"music": (6, 15), "speech": (6, 15), "mixture": (8, 15), "noise": (4, 8), "silence": (2, 4)}
@@ -298,17 +309,50 @@ def _trim(y: np.ndarray, floor_dbfs: float = -50.0) -> np.ndarray:
     return y[on[0] * n: (on[-1] + 1) * n]
 
 
+#: festival voices and the Debian packages that install them (scripts/setup.sh).
+FESTIVAL_PACKAGES = {"ked_diphone": "festvox-kdlpc16k", "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}
+
+
 def synth_speech(engine: str, voice: str, text: str, speed: float, wav: Path) -> np.ndarray:
+    """One utterance from espeak-ng, flite or festival (``text2wave``), 16 kHz mono, trimmed."""
     if not wav.exists():
         if engine == "espeak":
             _need("espeak-ng", "espeak-ng")
             subprocess.run(["espeak-ng", "-v", voice, "-s", str(int(speed)), "-w", str(wav), text],
                            check=True, capture_output=True)
+        elif engine == "festival":
+            _need("text2wave", "festival")
+            txt = wav.with_suffix(".txt")
+            txt.write_text(text)
+            done = subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-eval",
+                                   f"(Parameter.set 'Duration_Stretch {speed})", str(txt), "-o", str(wav)],
+                                  capture_output=True, text=True)
+            if done.returncode != 0 or not wav.exists():
+                raise FileNotFoundError(f"festival voice {voice} failed ({done.stderr.strip()[-200:]}): "
+                                        f"scripts/setup.sh installs {FESTIVAL_PACKAGES.get(voice, 'its festvox package')}")
         else:
             _need("flite", "flite")
             subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={speed}", "-t", text,
                             "-o", str(wav)], check=True, capture_output=True)
     return _trim(_read_16k_mono(wav))
+
+
+def recorded_speech(voice: str, seconds: float, seed: int) -> list[np.ndarray]:
+    """Utterances of an Asterisk voice: its prompts of 1.5 s or longer, trimmed to their speech
+    (benchmarks/denoise_material.py), 16 kHz mono, in a seeded order, about ``seconds`` in all."""
+    from benchmarks import denoise_material
+
+    files = list(denoise_material._speech_prompts(voice))  # FileNotFoundError names the apt package
+    rng = np.random.default_rng(seed)
+    rng.shuffle(files)
+    utts, total = [], 0
+    for f in files:
+        y = np.array(denoise_material._prompt(f), dtype=np.float32)
+        utts.append(y)
+        total += y.size
+        if total >= seconds * SR_HZ:
+            break
+    return utts
 
 
 def load_sources(split: str, dest: Path) -> tuple[list[Source], list[Source]]:
@@ -324,6 +368,10 @@ def load_sources(split: str, dest: Path) -> tuple[list[Source], list[Source]]:
         music.append(Source(f"midi:{name}", "music", render_midi(name, style, seed, tempo, key, programs, dest)))
     speech: list[Source] = []
     for vi, (engine, voice, lang, speed) in enumerate(VOICES[split]):
+        if engine == "recorded":
+            utts = recorded_speech(voice, RECORDED_SECONDS, seed=vi)
+            speech.append(Source(f"{engine}:{voice}", "speech", _join_utterances(utts, seed=vi)))
+            continue
         texts = TEXTS[split][lang]
         utts = []
         for ti, text in enumerate(texts):

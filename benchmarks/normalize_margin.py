@@ -2,8 +2,8 @@
 """How far over the limiter's threshold do the meters read its output? (audiolib.normalize)
 
 The limiter holds its detector's reading of the output at its threshold (the ceiling minus
-``SAFETY_MARGIN_DB``). Two meters then read the output: the project's (BS.1770-4 Annex 2, whose
-four phases are among the detector's, so it cannot read more) and FFmpeg's ``ebur128=peak=true``
+``SAFETY_MARGIN_DB``). Two meters then read the output: the project's (whose phases are the
+detector's, so it cannot read more) and FFmpeg's ``ebur128=peak=true``
 (a 32-tap resampler to 192 kHz: other points, another filter, and the signal mirrored before the
 first sample). This script pushes a battery of signals 4 to 10 dB over a -1 dBTP ceiling and prints,
 per signal, ``meter reading - threshold`` for both meters: the largest of these is what the safety

@@ -15,9 +15,13 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 # CC-BY-SA-3.0 / CC-BY-3.0) for the denoiser's tests and benchmark (benchmarks/denoise_material.py).
 # chromium: the headless browser in which tests/test_html_browser.py renders the trends and compare
 # HTML reports (driven over the DevTools protocol: no chromedriver, no browser download).
+# festival, festvox-us-slt-hts, festvox-kdlpc16k: a third text-to-speech engine (the HTS voice of the
+# CMU ARCTIC slt speaker, full band, and the ked diphone voice) for the music detector's TTS tests,
+# its evaluation corpus and benchmarks/eval_tts_speech.py (issue 19); the asterisk prompts are also
+# its recorded speech.
 APT_PACKAGES="ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm extremetuxracer-data
   asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722
-  chromium"
+  chromium festival festvox-us-slt-hts festvox-kdlpc16k"
 missing=""
 for pkg in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -27,8 +27,9 @@ def real_material(tmp_path_factory, ffmpeg) -> dict[str, str]:
                                   "wav_44k", "wav_22k_mono", "music_vorbis", "music2_vorbis",
                                   "music_mp3", "music_aac_48k", "music_flac"])
 def test_agrees_with_ffmpeg_ebur128(real_material, name):
-    """FFmpeg prints I and LRA to 0.1 and resamples to 192 kHz for the true peak; we use the
-    BS.1770-4 Annex 2 filter at 4x. Both decode with FFmpeg's decoders."""
+    """FFmpeg prints I and LRA to 0.1 and resamples to 192 kHz for the true peak; we interpolate
+    an 8x grid of 24-tap fractional delays (audiolib.loudness.true_peak_taps). Both decode with
+    FFmpeg's decoders."""
     path = real_material[name]
     ours = diagnose(path, only="loudness").blocks["loudness"]
     ref = ffmpeg_ebur128(path)

@@ -17,7 +17,7 @@ import pytest
 from audiolib import _kernels
 from audiolib.errors import InvalidParameter
 from audiolib.io import stream, write
-from audiolib.loudness import measure
+from audiolib.loudness import _ANNEX2_PHASES, measure, true_peak_taps
 from audiolib.normalize import (
     SAFETY_MARGIN_DB,
     LoudnessNormalizer,
@@ -75,8 +75,12 @@ def _real_music(seconds: float) -> tuple[np.ndarray, int]:
 def test_kernels_against_numpy():
     """The three C loops against direct numpy computations of their definitions."""
     rng = np.random.default_rng(1770)
-    # interval peaks: both phase sets, every channel, the two bounding samples
-    (annex2, bound_a), (fine, bound_f) = detection_taps(SR)
+    # interval peaks: the detector's phases (24 taps) and, accumulated into the same array, a
+    # 12-tap set (BS.1770-4 Annex 2's, which the kernel also takes); every channel, the two
+    # bounding samples
+    fine, bound_f = detection_taps(SR)
+    annex2 = np.ascontiguousarray(_ANNEX2_PHASES[:, ::-1], dtype=np.float32)
+    bound_a = float(np.abs(annex2.astype(np.float64)).sum(axis=1).max())
     x = (rng.standard_normal((2, 3000)) * 0.3).astype(np.float32)
     got = _kernels.tp_intervals(x, 6, 2000, annex2, bound_a, 0.0, 64)
     got = _kernels.tp_intervals(x, 0, 2012, fine, bound_f, 0.0, 64, out=got)
@@ -114,11 +118,12 @@ def test_kernels_against_numpy():
 
 
 def test_detection_phases():
-    """Annex 2's four phases as the meter has them, then fractional delays on the refined grid
-    (8x below 96 kHz, 4x from 96 kHz) that interpolate a band-limited tone within 0.3 %."""
-    (annex2, _), (fine, _) = detection_taps(48000)
-    assert annex2.shape == (4, 12) and fine.shape == (7, 24)
-    assert detection_taps(96000)[1][0].shape == (3, 24)
+    """The project's meter's phases, the very same taps (so the meter reads no point the limiter
+    did not see): fractional delays on an 8x grid below 96 kHz and 4x from 96 kHz that
+    interpolate a band-limited tone within 0.3 %."""
+    fine, _ = detection_taps(48000)
+    assert fine.shape == (7, 24) and fine is true_peak_taps(48000).taps
+    assert detection_taps(96000)[0].shape == (3, 24)
     n = np.arange(64)
     for f in (0.02, 0.1, 0.25):
         for j in range(1, 8):
