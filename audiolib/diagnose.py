@@ -351,6 +351,8 @@ def analysis_fingerprint() -> str:
     import os
 
     def plain(value: Any) -> Any:
+        if isinstance(value, str) and os.path.isabs(value):
+            return None  # a path on this machine (a model file's: its bytes count below)
         if isinstance(value, (bool, int, str)) or value is None:
             return value
         if isinstance(value, float):
