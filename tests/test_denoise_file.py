@@ -145,6 +145,15 @@ def test_format_option_overrides_the_extension(noisy, tmp_path):
 # atomic outputs
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a running process, from /proc (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_s3_output_appears_whole_and_a_killed_denoise_leaves_nothing(noisy, s3, tmp_path):
     s3.mkdir("denoised")
     r = denoise_file(str(noisy["mono.wav"]), "s3://denoised/a/out.flac")
@@ -155,10 +164,14 @@ def test_s3_output_appears_whole_and_a_killed_denoise_leaves_nothing(noisy, s3, 
     # a long input, killed while it is being denoised: no object, no partial object
     long = tmp_path / "long.wav"
     x, _ = decode(noisy["mono.wav"])
-    io.write(str(long), np.tile(x, (1, 12)), SR, codec="pcm_s16le", sample_fmt="s16")
+    io.write(str(long), np.tile(x, (1, 60)), SR, codec="pcm_s16le", sample_fmt="s16")  # 10 min
     proc = subprocess.Popen([*AUDIOQC, "denoise", str(long), "s3://denoised/b/out.wav"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
-    time.sleep(4.0)
+    # killed once it has worked 4 s of CPU (imports take ~1.5 s): mid-denoise on any CPU, however
+    # fast (10 min of audio are >= 6 s of work at the engine's fastest measured speed)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and _cpu_seconds(proc.pid) < 4.0 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert proc.poll() is None, "the denoise finished before it could be killed: make the input longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
