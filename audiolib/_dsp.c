@@ -585,6 +585,45 @@ AQ_CLONES void aq_limiter_smooth(const double *env, int64_t n, const float *wf, 
     }
 }
 
+/* The CPU's instruction-set extensions as this process sees them (CPUID, and XGETBV for the state
+ * the OS saves), for audiolib/cpu.py: bit 0 AVX2+FMA, 1 AVX-512 F/BW/VL, 2 AVX-512 VNNI, 3 AVX-512
+ * BF16, 4 AMX tiles with int8, 5 AVX-VNNI (256-bit). 0 where CPUID is not x86's. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+int64_t aq_cpu_features(void)
+{
+    int64_t f = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) /* OSXSAVE */
+        return 0;
+    unsigned int xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    const int fma = (c >> 12) & 1, avx = (c >> 28) & 1;
+    const int ymm = (xlo & 0x6) == 0x6, zmm = (xlo & 0xe6) == 0xe6, tiles = (xlo & 0x60000) == 0x60000;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    const unsigned int b7 = b, c7 = c, d7 = d;
+    __cpuid_count(7, 1, a, b, c, d);
+    const unsigned int a71 = a;
+    if (avx && fma && ymm && ((b7 >> 5) & 1))
+        f |= 1;
+    if ((f & 1) && zmm && ((b7 >> 16) & 1) && ((b7 >> 30) & 1) && ((b7 >> 31) & 1))
+        f |= 2;
+    if ((f & 2) && ((c7 >> 11) & 1))
+        f |= 4;
+    if ((f & 2) && ((a71 >> 5) & 1))
+        f |= 8;
+    if ((f & 2) && tiles && ((d7 >> 24) & 1) && ((d7 >> 25) & 1))
+        f |= 16;
+    if ((f & 1) && ((a71 >> 4) & 1))
+        f |= 32;
+#endif
+    return f;
+}
+
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dsp", "C kernels (loaded with ctypes)", -1, NULL};
 
 PyMODINIT_FUNC PyInit__dsp(void) { return PyModule_Create(&module); }

@@ -49,6 +49,8 @@ _lib.aq_limiter_envelope.argtypes = [_f64, _i64, _i64, ctypes.c_double, ctypes.c
 _lib.aq_limiter_envelope.restype = ctypes.c_double
 _lib.aq_limiter_smooth.argtypes = [_f64, _i64, _f32, _i64, _f64, _f32]
 _lib.aq_limiter_smooth.restype = None
+_lib.aq_cpu_features.argtypes = []
+_lib.aq_cpu_features.restype = _i64
 
 
 def kweighted_power(x: np.ndarray, sos: np.ndarray, state: np.ndarray, weights: np.ndarray) -> np.ndarray:
