@@ -50,10 +50,10 @@ def cpu_model() -> str:
     model = platform.processor() or "unknown CPU"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-                break
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        model = fields.get("Model name", model).strip()
+        if "CPU family" in fields and "Model" in fields:  # "AMD EPYC" alone does not say which EPYC
+            model += f" family {fields['CPU family'].strip()} model {fields['Model'].strip()}"
     except (OSError, subprocess.CalledProcessError):
         pass
     import os
@@ -95,12 +95,13 @@ print(json.dumps({"wall_s": wall, "returncode": os.waitstatus_to_exitcode(status
 """
 
 
-def run_measured(cmd: list[str], tmpdir: Path, tag: str) -> dict[str, Any]:
-    """Run cmd as a child of a tiny launcher that reaps it with os.wait4 (exact peak RSS)."""
+def run_measured(cmd: list[str], tmpdir: Path, tag: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run cmd as a child of a tiny launcher that reaps it with os.wait4 (exact peak RSS); ``env``:
+    its environment (default this process's; benchmarks/isa.py's limit the instruction set)."""
     out_path = tmpdir / f"{tag}.stdout"
     err_path = tmpdir / f"{tag}.stderr"
     launcher = subprocess.run([sys.executable, "-S", "-E", "-c", LAUNCHER, str(out_path), str(err_path), *cmd],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
     if launcher.returncode != 0:
         raise RuntimeError(f"launcher failed for {cmd[0]}: {launcher.stderr.strip()[-500:]}")
     ru = json.loads(launcher.stdout)
