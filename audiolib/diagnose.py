@@ -20,8 +20,9 @@ from .errors import InvalidParameter
 from .channel_format import AlarmSettings, ChannelFormatAnalyzer, ChannelFormatResult
 from .clipping import ClippingDetector, ClippingResult
 from .loudness import GATING_MODES, LoudnessMeter, LoudnessResult
-from .perceptual import (DEFAULT_QUALITY_MODEL, ContentResult, NoiseScoreResult, PerceptualAnalyzer, ScoreResult,
-                         SpeechResult, validate_quality_model, validate_quality_stride)
+from .perceptual import (DEFAULT_QUALITY_MODEL, DEFAULT_QUALITY_WINDOWS, ContentResult, NoiseScoreResult, PerceptualAnalyzer, ScoreResult,
+                         SpeechResult, validate_quality_model, validate_quality_stride,
+                         validate_quality_windows)
 from .silence import SilenceDetector, SilenceResult, parse_noise_db, validate_duration
 from .technical import (
     BandwidthAnalyzer,
@@ -59,6 +60,9 @@ class DiagnoseOptions:
     compressed_channels: tuple[int, ...] = ()
     alarms: AlarmSettings | None = None
     quality_stride: int = 1
+    #: At most this many DNSMOS windows of a file are scored, spread evenly (None: every speech
+    #: window; audiolib.perceptual's "Cost" paragraph).
+    quality_windows: int | None = DEFAULT_QUALITY_WINDOWS
     #: DNSMOS P.835 model of the quality and noise scores: "int8" (default, ~2.5-2.8x faster) or "float".
     quality_model: str = DEFAULT_QUALITY_MODEL
 
@@ -69,6 +73,7 @@ class DiagnoseOptions:
         if self.gating not in GATING_MODES:
             raise InvalidParameter(f"gating={self.gating!r}: must be one of {', '.join(GATING_MODES)}")
         validate_quality_stride(self.quality_stride)
+        validate_quality_windows(self.quality_windows)
         validate_quality_model(self.quality_model)
         parse_noise_db(self.silence_noise)
         validate_duration(self.silence_duration_s)
@@ -100,10 +105,21 @@ def _perceptual(s: io.AudioStream, o: DiagnoseOptions, shared: Shared, requested
     if "perceptual" not in shared:
         shared["perceptual"] = PerceptualAnalyzer(
             s.sample_rate, s.channel_names, start_s=s.start_s, quality_stride=o.quality_stride,
-            quality_model=o.quality_model,
+            quality_model=o.quality_model, quality_windows=o.quality_windows, duration_s=_expected_seconds(s),
             quality=bool({"quality_score", "noise_score"} & set(requested)), events="speech" in requested,
             music=bool({"music", "other"} & set(requested)))
     return shared["perceptual"]
+
+
+def _expected_seconds(s: io.AudioStream) -> float | None:
+    """Seconds the stream will yield, from the headers and the range (None: the header does not say)."""
+    duration = s.info.audio.duration_s or s.info.container.duration_s
+    if not duration or not math.isfinite(duration):
+        return None
+    frames = int(round(duration * s.sample_rate))
+    if s.end_frame is not None:
+        frames = min(frames, s.end_frame)
+    return max(0, frames - s.start_frame) / s.sample_rate
 
 
 class _View:

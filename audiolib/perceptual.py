@@ -48,13 +48,23 @@ Scores (0-10)
     [0,1), [1,2), ... [9,10] with the duration (s) and percentage of scored time in each;
     ``worst_segment`` is the scored window with the lowest score (file time). Dolby says its
     score is to be read as a relative value; so is this one.
-Cost and ``quality_stride``
-    The P.835 network costs ~0.4-0.5 s of one core per 9.01 s window as float, ~0.05-0.08 s as
-    int8 in OpenVINO on a CPU with AMX (0.15-0.19 s in onnxruntime), still the largest single cost of a diagnose. ``quality_stride=N`` (CLI
-    ``--quality-stride N``) scores every Nth speech window only: a systematic 1-in-N sample, so
-    the average and distribution stay unbiased estimates, ``scored_windows`` and
-    ``scored_duration_s`` say how much was scored, and the worst segment is the worst *scored*
-    window. The default, 1, scores every speech window.
+Cost: ``quality_windows`` and ``quality_stride``
+    The P.835 network is ~19 G multiply-adds per 9.01 s window: ~0.06 s of one core as int8 on a
+    CPU with AMX, ~0.07 s with AVX-512 VNNI, ~0.14 s with AVX2 alone (0.2-0.3 s on older AVX2
+    CPUs), 0.4-0.5 s as float (docs/perceptual-speed.md). Scoring every speech window of an hour
+    cost more than everything else of a diagnose together on an AVX2 CPU, so a file is scored on
+    a systematic sample: at most :data:`DEFAULT_QUALITY_WINDOWS` windows spread evenly over it
+    (``quality_windows``), every ``k``-th speech window with
+    ``k = ceil(windows of the file / quality_windows)``, the file's length taken from its header
+    before decoding (:func:`sample_stride`). A file of up to ``quality_windows`` windows (9.6 min
+    by default) is scored on every speech window, as before; an hour on every 7th. A systematic
+    sample keeps the average and the distribution unbiased estimates of the whole file's (their
+    agreement with every window scored: ``benchmarks/eval_quality_sampling.py``); the worst
+    segment is the worst *scored* window; ``scored_windows`` and ``scored_duration_s`` say how
+    much was scored. ``quality_windows=None`` scores every speech window whatever the length (and
+    so does a file whose length the header does not give). ``quality_stride=N`` (CLI
+    ``--quality-stride N``) asks for every ``N``-th speech window at least; the larger of the two
+    strides is used.
 SNR and noise floor
     From the 32 ms frames' mean-square level of the 16 kHz mono: ``noise_floor_dbfs`` is the
     10th percentile of the levels of non-speech frames above digital silence (-120 dBFS);
@@ -98,6 +108,12 @@ DNSMOS_POLY_OVR = (-0.06766283, 1.11546468, 0.04602535)
 QUALITY_MODELS = ("int8", "float")
 DEFAULT_QUALITY_MODEL = "int8"
 DNSMOS_INT8_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "dnsmos_sig_bak_ovr_int8.onnx")
+#: Output channels of the int8 model's second convolution (``conv2d_1``, 64 channels after its
+#: ReLU) that are 0 on every clip of the calibration, selection and evaluation sets and on edge
+#: inputs (``scripts/build_dnsmos_int8.py --inactive`` finds them and checks this list). They add
+#: exactly 0 to the next convolution's integer sums, so the analyzer's session leaves them out of
+#: both (:func:`prune_dnsmos_channels`): the same outputs, ~30 % fewer multiply-adds.
+DNSMOS_INACTIVE_CHANNELS = (2, 4, 8, 12, 21, 22, 29, 30, 31, 33, 34, 36, 38, 40, 41, 42, 44, 46, 48, 53, 55, 56, 62)
 #: A window is scored when at least this share of its frames are speech.
 SPEECH_WINDOW_SHARE = 0.5
 #: A last, partial window is scored (repeated to 9.01 s) when at least this long.
@@ -108,6 +124,35 @@ QUIET_DBFS = -60.0
 DIGITAL_SILENCE_DBFS = -120.0
 #: Percentile of non-speech frame levels taken as the noise floor.
 NOISE_FLOOR_PERCENTILE = 10.0
+
+
+#: Default of ``quality_windows``: at most this many windows of a file are scored, spread evenly
+#: (a systematic sample of its speech windows; see the module docstring). 64 windows are 9.6 min.
+DEFAULT_QUALITY_WINDOWS = 64
+
+
+def validate_quality_windows(value: Any) -> int | None:
+    """``quality_windows`` as an int >= 1 or None (every window), else InvalidParameter quoting it."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidParameter(f"quality_windows={value!r}: an integer >= 1, or None for every window")
+    return value
+
+
+def file_windows(duration_s: float) -> int:
+    """The DNSMOS windows of ``duration_s`` seconds: whole 9.01 s windows, plus a last one of at
+    least :data:`MIN_LAST_WINDOW_S`."""
+    whole, rest = divmod(max(0.0, float(duration_s)), DNSMOS_WINDOW_S)
+    return int(whole) + (1 if rest >= MIN_LAST_WINDOW_S else 0)
+
+
+def sample_stride(duration_s: float | None, quality_windows: int | None, quality_stride: int = 1) -> int:
+    """The stride of the speech windows scored: every ``k``-th, ``k`` the larger of
+    ``quality_stride`` and ``ceil(file_windows(duration_s) / quality_windows)`` (1 when either
+    is None: the length unknown, or no cap)."""
+    k = validate_quality_stride(quality_stride)
+    if duration_s is None or validate_quality_windows(quality_windows) is None or not math.isfinite(duration_s):
+        return k
+    return max(k, -(-file_windows(duration_s) // quality_windows))
 
 
 def validate_quality_stride(value: Any) -> int:
@@ -158,12 +203,81 @@ def dnsmos_session(path: str, runtime: str = "openvino") -> Any:
     raise InvalidParameter(f"runtime={runtime!r}: openvino or onnxruntime")
 
 
+def prune_dnsmos_channels(path: str, channels: Sequence[int] = DNSMOS_INACTIVE_CHANNELS) -> bytes:
+    """The int8 DNSMOS model at ``path`` without ``channels`` of its ``conv2d_1`` output: their
+    weights, scales and biases removed from ``conv2d_1`` and their input weights from ``conv2d_2``,
+    serialised. Exact for channels that are 0 after the ReLU (uint8, zero point 0): they add 0 to
+    ``conv2d_2``'s integer sums."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    init = {i.name: i for i in model.graph.initializer}
+    first, second = "conv2d_1", "conv2d_2"
+    act_zero = init.get(f"mos_estimator_logpow/{first}/Relu:0_zero_point")
+    weights = init.get(f"{first}/kernel:0_quantized")
+    if act_zero is None or weights is None or int(numpy_helper.to_array(act_zero)) != 0 or weights.dims[0] != 64:
+        raise RuntimeError(f"{path}: not the int8 DNSMOS graph this function knows (64 {first} channels, zero point 0)")
+    keep = np.setdiff1d(np.arange(weights.dims[0]), np.asarray(channels, dtype=np.int64))
+
+    def take(name: str, axis: int) -> None:
+        init[name].CopyFrom(numpy_helper.from_array(np.take(numpy_helper.to_array(init[name]), keep, axis=axis), name))
+
+    for suffix in ("kernel:0_quantized", "kernel:0_scale", "kernel:0_zero_point", "bias:0_quantized",
+                   "bias:0_quantized_scale", "bias:0_quantized_zero_point"):
+        take(f"{first}/{suffix}", 0)
+    take(f"{second}/kernel:0_quantized", 1)
+    del model.graph.value_info[:]  # shapes inferred again by the runtime
+    return model.SerializeToString()
+
+
+def dnsmos_plan(isa: str | None = None) -> dict[str, Any]:
+    """How the int8 DNSMOS model runs on this CPU: runtime, precision of the float parts and
+    windows per call, by the instruction-set level the CPU reports (:func:`audiolib.cpu.isa_level`).
+    The table holds what ``benchmarks/bench_dnsmos_runtimes.py`` measured on each level
+    (docs/perceptual-speed.md); ``AUDIOQC_DNSMOS_RUNTIME`` (``openvino`` or ``onnxruntime``)
+    overrides the runtime. Both runtimes compute the same integer sums (MOS within 0.003)."""
+    from .cpu import isa_level
+
+    level = isa_level() if isa is None else isa
+    plan = dict(DNSMOS_PLANS.get(level, DNSMOS_PLANS["AVX2"]), isa=level)
+    override = os.environ.get("AUDIOQC_DNSMOS_RUNTIME")
+    if override:
+        if override not in ("openvino", "onnxruntime"):
+            raise InvalidParameter(f"AUDIOQC_DNSMOS_RUNTIME={override!r}: openvino or onnxruntime")
+        plan["runtime"] = override
+    return plan
+
+
+#: Per instruction-set level (:func:`audiolib.cpu.isa_level`): the int8 model's runtime, the
+#: precision of its float parts (STFT, log power, dense layers) and windows per call. OpenVINO was
+#: the faster runtime on every level measured (whole int8 model, s a window: AMX 0.063 against 0.192
+#: in the README's measurement; AVX-512/VNNI 0.093 against 0.144, AVX2 emulated 0.188 against 0.238
+#: on an EPYC family 25 model 17; pruned, OpenVINO 0.076 and 0.145 while onnxruntime got slower),
+#: f32 keeps the STFT's dynamic range (bf16 float parts were slower, 0.083 s), and batches of 4
+#: windows were no faster than one at a time (docs/perceptual-speed.md). AMX was not measured with
+#: the pruned model (no such CPU at hand); OpenVINO stays its runtime.
+#: Levels not in the table (AVX-512 without VNNI, SSE: no machine of this kind; not measured) take
+#: the AVX2 row.
+DNSMOS_PLANS = {
+    "AMX": {"runtime": "openvino", "precision": "f32", "batch": 1},
+    "AVX-512/VNNI": {"runtime": "openvino", "precision": "f32", "batch": 1},
+    "AVX2": {"runtime": "openvino", "precision": "f32", "batch": 1},
+}
+
+
 @lru_cache(maxsize=len(QUALITY_MODELS))
 def _dnsmos_session(model: str = DEFAULT_QUALITY_MODEL):
     """The DNSMOS P.835 session of a :data:`QUALITY_MODELS` entry, loaded once per process: the int8
-    model with OpenVINO, the float one with onnxruntime (as shipped)."""
-    runtime = "openvino" if validate_quality_model(model) == "int8" else "onnxruntime"
-    return dnsmos_session(dnsmos_model_path(model), runtime)
+    model without its inactive channels (:func:`prune_dnsmos_channels`) in the runtime of
+    :func:`dnsmos_plan`, the float one as shipped with onnxruntime."""
+    if validate_quality_model(model) == "float":
+        return dnsmos_session(dnsmos_float_path(), "onnxruntime")
+    pruned = prune_dnsmos_channels(DNSMOS_INT8_PATH)
+    plan = dnsmos_plan()
+    if plan["runtime"] == "onnxruntime":
+        return onnx_session(pruned, arena=False)
+    return OpenVinoSession(pruned, precision=plan["precision"])
 
 
 def dnsmos_mos(raw: np.ndarray) -> np.ndarray:
@@ -178,18 +292,18 @@ def dnsmos_p835(clips: np.ndarray, model: str = DEFAULT_QUALITY_MODEL) -> np.nda
     clips = np.ascontiguousarray(clips, dtype=np.float32)
     if clips.ndim != 2 or clips.shape[1] != DNSMOS_WINDOW_SAMPLES:
         raise InvalidParameter(f"DNSMOS clips must be (n, {DNSMOS_WINDOW_SAMPLES}), got {clips.shape}")
-    return dnsmos_run(_dnsmos_session(validate_quality_model(model)), clips)
+    batch = dnsmos_plan()["batch"] if validate_quality_model(model) == "int8" else 1
+    return dnsmos_run(_dnsmos_session(model), clips, batch=batch)
 
 
-def dnsmos_run(session: Any, clips: np.ndarray) -> np.ndarray:
+def dnsmos_run(session: Any, clips: np.ndarray, batch: int = 1) -> np.ndarray:
     """MOS (n, 3) of (n, 144160) clips with a DNSMOS P.835 ``session`` (:func:`dnsmos_session`; any
-    build of the model: the analyzer's, or a variant being built or evaluated)."""
-    # One clip per call: batching gains nothing on one core (measured) and the network's
-    # activations grow with the batch (~150 MB a clip: 28 clips at once peaked at 4.3 GB).
+    build of the model: the analyzer's, or a variant being built or evaluated), ``batch`` clips a
+    call (:func:`dnsmos_plan`: one; the network's activations grow with the batch, ~150 MB a clip)."""
     if not len(clips):
         return np.zeros((0, 3))
-    return dnsmos_mos(np.concatenate([session.run(None, {"input_1": np.asarray(clips[i:i + 1], np.float32)})[0]
-                                      for i in range(len(clips))]))
+    return dnsmos_mos(np.concatenate([session.run(None, {"input_1": np.asarray(clips[i:i + batch], np.float32)})[0]
+                                      for i in range(0, len(clips), batch)]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +426,10 @@ class PerceptualAnalyzer:
 
     def __init__(self, sample_rate: int, channel_names: Sequence[str], *, start_s: float = 0.0,
                  events: bool = True, quality: bool = True, music: bool = True, quality_stride: int = 1,
-                 quality_model: str = DEFAULT_QUALITY_MODEL) -> None:
+                 quality_model: str = DEFAULT_QUALITY_MODEL, quality_windows: int | None = DEFAULT_QUALITY_WINDOWS,
+                 duration_s: float | None = None) -> None:
+        """``duration_s``: the length of what will be pushed, seconds, if known (the file's header):
+        with ``quality_windows`` it sets the stride of the scored windows (:func:`sample_stride`)."""
         if not sample_rate or sample_rate <= 0:
             raise InvalidParameter(f"sample_rate={sample_rate!r}: must be positive")
         self.sample_rate = int(sample_rate)
@@ -325,7 +442,7 @@ class PerceptualAnalyzer:
             from .music import MusicDetector
 
             self.music = MusicDetector(INPUT_RATE_HZ)
-        self._stride = validate_quality_stride(quality_stride)
+        self._stride = sample_stride(duration_s, quality_windows, quality_stride)
         self._model = validate_quality_model(quality_model)
         self._speech_windows_seen = 0
         self.events = None
@@ -497,6 +614,18 @@ class PerceptualAnalyzer:
             other=ContentResult(other_pct, other_pct / 100.0 * duration_s),
             speech_frames=speech)
         return self._results
+
+    @property
+    def stride(self) -> int:
+        """Every how many speech windows one is scored (:func:`sample_stride`)."""
+        return self._stride
+
+    def window_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """The scored windows (indices from the first, 9.01 s apart) and their MOS (n, 3: SIG, BAK,
+        OVRL), after :meth:`results` (the sampling evaluation compares samples of them)."""
+        self.results()
+        mos = np.concatenate(self._window_scores) if self._window_scores else np.zeros((0, 3))
+        return np.asarray(self._window_index, dtype=np.int64), mos
 
     def speech_step_mask(self, steps: int, step_s: float = 0.1) -> np.ndarray:
         """Speech share of each ``step_s`` step (for speech-gated loudness), from the 32 ms frames."""

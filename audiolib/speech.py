@@ -110,14 +110,16 @@ class OpenVinoSession:
     CONFIG = {"INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
               "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
 
-    def __init__(self, model: str | bytes) -> None:
-        """``model``: an ONNX file's path, or an ONNX model serialised to bytes."""
+    def __init__(self, model: str | bytes, precision: str = "f32") -> None:
+        """``model``: an ONNX file's path, or an ONNX model serialised to bytes; ``precision``: of
+        the graph's float parts (``INFERENCE_PRECISION_HINT``)."""
         import io
         import threading
 
         core = import_openvino().Core()
         source = io.BytesIO(model) if isinstance(model, bytes) else str(model)
-        self._model = core.compile_model(core.read_model(source), "CPU", dict(self.CONFIG))
+        self._model = core.compile_model(core.read_model(source), "CPU",
+                                         dict(self.CONFIG, INFERENCE_PRECISION_HINT=precision))
         # An infer request runs one inference at a time; the compiled model is shared. One request
         # per thread keeps the session as safe to call from several threads as onnxruntime's
         # (a Dask worker with several threads runs several diagnoses in one process).
