@@ -7,13 +7,18 @@ The README's "where the hour goes" table comes from this script, on bench_percep
 programme (generated if missing). The clocks add a little overhead (~1 %); the shares, not the
 sum, are the point. Timings are printed, never asserted.
 
-    taskset -c 0 .venv/bin/python -m benchmarks.profile_diagnose [--minutes 60] [--block-frames N] [--json OUT]
+    taskset -c 0 .venv/bin/python -m benchmarks.profile_diagnose [--minutes 60] [--programme mixed|talk]
+        [--isa native|avx2] [--block-frames N] [--json OUT]
+
+``--isa avx2`` runs the profile in a process that sees an AVX2-only CPU (benchmarks/isa.py: CPUID
+masked; the header says so).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -57,13 +62,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--workdir", type=Path, default=HERE / "out")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--programme", default="mixed", help="bench_perceptual's programme: mixed or talk")
+    ap.add_argument("--isa", default="native", help="native, avx2 or avx512 (benchmarks/isa.py)")
     ap.add_argument("--block-frames", type=int, default=io.DEFAULT_BLOCK_FRAMES,
                     help=f"frames per decoded block (default io.DEFAULT_BLOCK_FRAMES = {io.DEFAULT_BLOCK_FRAMES})")
     args = ap.parse_args(argv)
-    print(header("profile_diagnose: where a diagnose spends its time"), flush=True)
-    path = str(ensure_programme(args.workdir, args.minutes))
+    if args.isa != "native" and os.environ.get("AQ_ISA_LIMIT") != args.isa:
+        from benchmarks import isa
+
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.profile_diagnose", *sys.argv[1:]], isa.env(args.isa))
+    from audiolib.cpu import isa_level
+
+    print(header("profile_diagnose: where a diagnose spends its time")
+          + f"; the process sees {isa_level()}{' (emulated: benchmarks/isa.py)' if args.isa != 'native' else ''}",
+          flush=True)
+    path = str(ensure_programme(args.workdir, args.minutes, args.programme))
     # the perceptual analyzer's parts (it calls them; their time is inside its own push)
-    _clocked(perceptual, "dnsmos_p835", "  DNSMOS P.835 (int8, OpenVINO)")
+    _clocked(perceptual, "dnsmos_p835", "  DNSMOS P.835 (int8)")
     _clocked(speech.VoiceActivity, "push", "  Silero VAD (with its 16 -> 8 kHz resampling)")
     _clocked(music.MusicDetector, "push", "  music detector")
     _clocked(speech_events.SpeechEventDetector, "push", "  speech events")
@@ -91,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             analyzer.result()
             SECONDS["results (all blocks)"] += time.perf_counter() - t
     total = time.perf_counter() - t0
-    parts = ("  DNSMOS P.835 (int8, OpenVINO)", "  Silero VAD (with its 16 -> 8 kHz resampling)", "  music detector",
+    parts = ("  DNSMOS P.835 (int8)", "  Silero VAD (with its 16 -> 8 kHz resampling)", "  music detector",
              "  speech events")
     SECONDS["  downmix, 48 -> 16 kHz resampling, frame levels"] = SECONDS["perceptual"] - sum(SECONDS[p] for p in parts)
     duration_s = args.minutes * 60.0
