@@ -68,8 +68,19 @@ import numpy as np
 
 from .errors import InvalidParameter
 
-__all__ = ["Denoiser", "denoise", "denoise_file", "DenoiseResult", "NoiseReductionMeter", "DEFAULT_AMOUNT", "MODEL_RATE_HZ", "DELAY_SAMPLES", "amount_to_atten_lim_db",
-           "validate_amount", "model_info"]
+__all__ = [
+    "Denoiser",
+    "denoise",
+    "denoise_file",
+    "DenoiseResult",
+    "NoiseReductionMeter",
+    "DEFAULT_AMOUNT",
+    "MODEL_RATE_HZ",
+    "DELAY_SAMPLES",
+    "amount_to_atten_lim_db",
+    "validate_amount",
+    "model_info",
+]
 
 #: The rate DeepFilterNet3 runs at, Hz (its config.ini: ``[df] sr``).
 MODEL_RATE_HZ = 48000
@@ -339,7 +350,7 @@ class _Model:
         return {m: {f"{n}_in": np.zeros(shape(n, s), np.float32) for n, s in st} for m, st in self.states.items()}
 
     def run(self, name: str, feeds: dict[str, np.ndarray], state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = dict(zip(self.outputs[name], self.sessions[name].run(None, {**feeds, **state})))
+        out = dict(zip(self.outputs[name], self.sessions[name].run(None, {**feeds, **state}), strict=True))
         for n, _ in self.states[name]:
             state[f"{n}_in"] = out.pop(f"{n}_out")
         return out
@@ -489,11 +500,19 @@ class Denoiser:
     """
 
     def __init__(self, sample_rate: int, channels: int | Sequence[str], *, amount: int = DEFAULT_AMOUNT) -> None:
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or not 1 <= sample_rate <= 1_536_000:
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, numbers.Integral)
+            or not 1 <= sample_rate <= 1_536_000
+        ):
             raise InvalidParameter(f"sample_rate={sample_rate!r} must be an integer rate in Hz (1..1536000)")
         if isinstance(channels, numbers.Integral) and not isinstance(channels, bool):
             names: tuple[str, ...] = ("",) * int(channels)
-        elif isinstance(channels, Sequence) and not isinstance(channels, str) and all(isinstance(n, str) for n in channels):
+        elif (
+            isinstance(channels, Sequence)
+            and not isinstance(channels, str)
+            and all(isinstance(n, str) for n in channels)
+        ):
             names = tuple(channels)
         else:
             raise InvalidParameter(f"channels={channels!r} must be a count or a sequence of channel names")
@@ -682,7 +701,9 @@ class NoiseReductionMeter:
         k = upto - self._first
         if k <= 0:
             return
-        quiet = ~((speech_in[self._first:upto] >= SPEECH_THRESHOLD) | (speech_out[self._first:upto] >= SPEECH_THRESHOLD))
+        quiet = ~(
+            (speech_in[self._first : upto] >= SPEECH_THRESHOLD) | (speech_out[self._first : upto] >= SPEECH_THRESHOLD)
+        )
         self._quiet += self._energy[:, :k][:, quiet].sum(axis=1)
         self._energy = self._energy[:, k:]
         self._first = upto

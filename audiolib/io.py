@@ -25,10 +25,10 @@ import stat
 import tempfile
 import threading
 import urllib.parse
-from fractions import Fraction
-from io import BytesIO
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
+from io import BytesIO
 from typing import Any, BinaryIO
 
 import av
@@ -626,7 +626,7 @@ class AudioStream:
         start = self._astream.start_time or 0
         return int(round((pts - start) * tb * self.sample_rate))
 
-    def _chunks(self) -> Iterator[np.ndarray]:
+    def _chunks(self) -> Iterator[np.ndarray]:  # noqa: C901 (one decode loop: seek, gaps, trims and errors share its state)
         container, astream, report = self._container, self._astream, self.report
         start, end = self.start_frame, self.end_frame
         position: int | None = 0  # file-time sample index of the next decoded sample
@@ -652,7 +652,9 @@ class AudioStream:
                 break
             except (av.error.FFmpegError, OSError, EOFError) as exc:
                 report.truncated = True
-                report.problem = f"stream ends early: demuxer failed after {report.frames} samples ({_ffmpeg_message(exc)})"
+                report.problem = (
+                    f"stream ends early: demuxer failed after {report.frames} samples ({_ffmpeg_message(exc)})"
+                )
                 break
             try:
                 frames = packet.decode()

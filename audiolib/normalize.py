@@ -492,7 +492,9 @@ class LoudnessNormalizer:
 
 
 # ---------------------------------------------------------------------------------- one-shot
-def _run(y: np.ndarray, sr: int, gain_db: float, block_frames: int, **kw: Any) -> tuple[np.ndarray, NormalizationResult]:
+def _run(
+    y: np.ndarray, sr: int, gain_db: float, block_frames: int, **kw: Any
+) -> tuple[np.ndarray, NormalizationResult]:
     norm = LoudnessNormalizer(sr, y.shape[0], gain_db=gain_db, **kw)
     out = np.empty(y.shape, np.float32)
     pos = 0
@@ -698,7 +700,8 @@ def normalize_file(url_in: str, url_out: str, *, measured_lufs: float | None, ta
     url_in, url_out : str
         Local paths or fsspec URLs (``url_out`` may also be a presigned ``https://`` PUT URL); the
         output may not be the input.
-    measured_lufs, target_lufs, true_peak_max_dbtp, codec_margin_db, lookahead_ms, release_ms, tolerance_lu, max_corrections, gating
+    measured_lufs, target_lufs, true_peak_max_dbtp, codec_margin_db, lookahead_ms, release_ms, tolerance_lu, \
+    max_corrections, gating
         As :func:`normalize`.
     format : str, optional
         Output format (``wav``, ``flac``, ``m4a``, ``mp3``, ...; :data:`audiolib.io.OUTPUT_FORMATS`);

@@ -86,7 +86,9 @@ def _check_steps(steps: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return [s for s in STEPS if s in steps]
 
 
-def _denoise_to_float_wav(url: str, dest: str, amount: int, stream_index: int | None, gating: str) -> tuple[float | None, float | None]:
+def _denoise_to_float_wav(
+    url: str, dest: str, amount: int, stream_index: int | None, gating: str
+) -> tuple[float | None, float | None]:
     """Denoise ``url`` into a float WAV at ``dest``; returns its integrated loudness (as ``gating``
     asks) and the noise removed (dB, non-speech frames)."""
     from . import io

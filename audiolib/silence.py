@@ -205,10 +205,14 @@ class SilenceDetector:
         at_beginning = runs[0, 1] / sr if len(runs) and runs[0, 0] == 0 else 0.0
         at_end = (runs[-1, 1] - runs[-1, 0]) / sr if len(runs) and runs[-1, 1] == total and total else 0.0
         percentage = 100.0 * self._all.true_samples / total if total else 0.0
-        silent_channels = tuple(n for n, loud in zip(self.channel_names, self._loud_seen) if not loud) if total else ()
+        silent_channels = (
+            tuple(n for n, loud in zip(self.channel_names, self._loud_seen, strict=True) if not loud) if total else ()
+        )
         return SilenceResult(
             intervals=self._intervals(self._all),
-            channel_intervals={n: self._intervals(t) for n, t in zip(self.channel_names, self._per_channel)},
+            channel_intervals={
+                n: self._intervals(t) for n, t in zip(self.channel_names, self._per_channel, strict=True)
+            },
             noise_db=self.noise_db,
             min_duration_s=self.min_duration_s,
             mono=self.mono,

@@ -45,8 +45,8 @@ Speech references
     0.1 s in whole mask steps (4 steps, 0.128 s, for a 32 ms VAD: a VAD flags an onset a frame or
     two late and may cut a trailing /s/), covers the frame's centre. Frames dominated by their LF
     band (pops, bumps, rumble) or by their HF band (fricatives, hiss; "dominated" as defined
-    below: the band holds half the frame's energy) are left out of the references, so that the events measured do not raise
-    their own yardstick (in "she sells sea shells" the sibilants are 40% of the speech). Over the
+    below: the band holds half the frame's energy) are left out of the references, so that the events measured do not
+    raise their own yardstick (in "she sells sea shells" the sibilants are 40% of the speech). Over the
     other speech frames within +-5 s (:data:`REFERENCE_HALF_WINDOW_S`, a few sentences, so that
     two speakers at different levels each get their own) the power means of *full* and of *LF*
     are the local *active speech level* (what ITU-T P.56 calls it, with the VAD in place of
@@ -468,7 +468,7 @@ class SpeechEventDetector:
         peaks = _run_max(band, starts, ends)
         return [SpeechEvent(start + int(s) * self.frame_s, start + int(e) * self.frame_s,
                             10.0 * math.log10(max(float(p), _TINY)))
-                for s, e, p in zip(starts, ends, peaks)]
+                for s, e, p in zip(starts, ends, peaks, strict=True)]
 
 
 def _ratio(db: float) -> float:

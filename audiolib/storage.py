@@ -181,7 +181,9 @@ def check_http(url: str) -> int | None:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             async with session.get(url, headers={"Range": "bytes=0-0"}, allow_redirects=True) as r:
                 if r.status >= 400:
-                    raise aiohttp.ClientResponseError(r.request_info, r.history, status=r.status, message=r.reason or "")
+                    raise aiohttp.ClientResponseError(
+                        r.request_info, r.history, status=r.status, message=r.reason or ""
+                    )
                 crange = r.headers.get("Content-Range", "")
                 if "/" in crange and crange.rsplit("/", 1)[1].isdigit():
                     return int(crange.rsplit("/", 1)[1])

@@ -338,8 +338,18 @@ def _key(frame: pd.DataFrame, pair_by: str) -> pd.Series:
     return frame["file"].str.replace(r"\.[^./]*$", "", regex=True)
 
 
-def compare_frames(base_side: Side, base: pd.DataFrame, cand_side: Side, cand: pd.DataFrame, gates: Sequence[Gate],
-                   metrics: Sequence[str], *, pair_by: str = "path", top_files: int = 5, seed: int = 0) -> CompareResult:
+def compare_frames(
+    base_side: Side,
+    base: pd.DataFrame,
+    cand_side: Side,
+    cand: pd.DataFrame,
+    gates: Sequence[Gate],
+    metrics: Sequence[str],
+    *,
+    pair_by: str = "path",
+    top_files: int = 5,
+    seed: int = 0,
+) -> CompareResult:
     """The comparison of two sides already read (see :func:`load_side`)."""
     base = base.assign(key=_key(base, pair_by)).drop_duplicates("key")
     cand = cand.assign(key=_key(cand, pair_by)).drop_duplicates("key")
@@ -358,8 +368,11 @@ def compare_frames(base_side: Side, base: pd.DataFrame, cand_side: Side, cand: p
         results.append(_metric_delta(merged, w, top_files, seed))
     by_name = {m.metric: m for m in results}
     gate_results = tuple(_judge(g, merged, by_name[g.metric], top_files, seed) for g in gates)
-    extra = [f"quality_score_worst_segment_score_{s}" for s in ("b", "c")
-             if "quality_score_worst_segment_score" not in metrics and f"quality_score_worst_segment_score_{s}" in merged]
+    extra = [
+        f"quality_score_worst_segment_score_{s}"
+        for s in ("b", "c")
+        if "quality_score_worst_segment_score" not in metrics and f"quality_score_worst_segment_score_{s}" in merged
+    ]
     frame = merged[["key", "file_b", "file_c"] + [f"{m}_{s}" for m in metrics for s in ("b", "c")] + extra]
     return CompareResult(baseline=base_side, candidate=cand_side, pair_by=pair_by, pairs=len(merged),
                          only_baseline=only_b, only_candidate=only_c, new_errors=new_errors, metrics=tuple(results),
@@ -375,7 +388,9 @@ def _pairs(merged: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, n
 
 def _worst(files: np.ndarray, b: np.ndarray, c: np.ndarray, badness: np.ndarray, top: int) -> tuple[FileDelta, ...]:
     order = np.argsort(-badness, kind="stable")[:top]
-    return tuple(FileDelta(str(files[i]), float(b[i]), float(c[i]), float(c[i] - b[i])) for i in order if badness[i] > 0)
+    return tuple(
+        FileDelta(str(files[i]), float(b[i]), float(c[i]), float(c[i] - b[i])) for i in order if badness[i] > 0
+    )
 
 
 def _badness(w: Watched, d: np.ndarray) -> np.ndarray:
@@ -444,7 +459,9 @@ def format_text(result: CompareResult, *, max_listed: int = 10) -> str:
                     lines.append(f"         {w.file}: {_num(w.baseline)} -> {_num(w.candidate)} ({w.delta:+.3g})")
         lines.append("")
     if result.new_errors:
-        lines.append(f"files that became errors ({len(result.new_errors)}): " + ", ".join(result.new_errors[:max_listed]))
+        lines.append(
+            f"files that became errors ({len(result.new_errors)}): " + ", ".join(result.new_errors[:max_listed])
+        )
         lines.append("")
     header = ["metric", "n", "baseline", "candidate", "median delta", f"{int(LEVEL * 100)}% CI", "wilcoxon p",
               "worse files"]
@@ -457,7 +474,10 @@ def format_text(result: CompareResult, *, max_listed: int = 10) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for row in [header] + rows:
         lines.append("  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    for label, files in (("only in the baseline", result.only_baseline), ("only in the candidate", result.only_candidate)):
+    for label, files in (
+        ("only in the baseline", result.only_baseline),
+        ("only in the candidate", result.only_candidate),
+    ):
         if files:
             more = f" (+{len(files) - max_listed} more)" if len(files) > max_listed else ""
             lines.append(f"{label}: " + ", ".join(files[:max_listed]) + more)
@@ -484,7 +504,9 @@ def format_markdown(result: CompareResult, *, max_listed: int = 20) -> str:
             if g.worst:
                 lines += [f"**{g.gate.metric}**: the files that regressed most", "",
                           "| file | baseline | candidate | delta |", "|---|---|---|---|"]
-                lines += [f"| `{w.file}` | {_num(w.baseline)} | {_num(w.candidate)} | {w.delta:+.3g} |" for w in g.worst]
+                lines += [
+                    f"| `{w.file}` | {_num(w.baseline)} | {_num(w.candidate)} | {w.delta:+.3g} |" for w in g.worst
+                ]
                 lines.append("")
     lines += ["<details><summary>All metrics</summary>", "", "| metric | files | baseline | candidate | "
               "median delta | 95 % CI | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
@@ -492,11 +514,16 @@ def format_markdown(result: CompareResult, *, max_listed: int = 20) -> str:
         ci = "-" if m.ci_low is None else f"[{_num(m.ci_low)}, {_num(m.ci_high)}]"
         p = "-" if m.wilcoxon_p is None else f"{m.wilcoxon_p:.2g}"
         med = "-" if m.median_delta is None else f"{m.median_delta:+.3g}"
-        lines.append(f"| {m.metric} | {m.n} | {_num(m.baseline_median)} | {_num(m.candidate_median)} | {med} | {ci} | {p} |")
+        lines.append(
+            f"| {m.metric} | {m.n} | {_num(m.baseline_median)} | {_num(m.candidate_median)} | {med} | {ci} | {p} |"
+        )
     lines += ["", "</details>", ""]
     if result.new_errors:
-        lines += [f"Files that became errors: " + ", ".join(f"`{f}`" for f in result.new_errors[:max_listed]), ""]
-    for label, files in (("Only in the baseline", result.only_baseline), ("Only in the candidate", result.only_candidate)):
+        lines += ["Files that became errors: " + ", ".join(f"`{f}`" for f in result.new_errors[:max_listed]), ""]
+    for label, files in (
+        ("Only in the baseline", result.only_baseline),
+        ("Only in the candidate", result.only_candidate),
+    ):
         if files:
             more = f" (+{len(files) - max_listed} more)" if len(files) > max_listed else ""
             lines += [f"{label}: " + ", ".join(f"`{f}`" for f in files[:max_listed]) + more, ""]

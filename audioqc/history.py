@@ -330,7 +330,7 @@ def common_root(urls: Iterable[str]) -> str:
             prefix = parts
             continue
         n = 0
-        for a, b in zip(prefix, parts):
+        for a, b in zip(prefix, parts, strict=False):
             if a != b:
                 break
             n += 1

@@ -15,9 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-
-from audiolib import storage
-from audiolib import __version__
+from audiolib import __version__, storage
 
 from . import plots
 
@@ -156,10 +154,22 @@ def trends_html(result: Any, figures: Mapping[str, bytes] | None = None, *, poli
     checks = [(g.value, c) for g in result.groups for c in g.checks]
     if checks:
         body.append("<h2>Every check of the latest run</h2>")
-        rows = [[grp, c.metric, c.n_current, c.n_baseline, _n(c.baseline), _n(c.current),
-                 "-" if c.shift is None else f"{c.shift:+.3g}", _n(c.margin),
-                 "-" if c.p_value is None else f"{c.p_value:.2g}", "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}",
-                 "ALERT" if c.alert else (c.note or "ok")] for grp, c in checks]
+        rows = [
+            [
+                grp,
+                c.metric,
+                c.n_current,
+                c.n_baseline,
+                _n(c.baseline),
+                _n(c.current),
+                "-" if c.shift is None else f"{c.shift:+.3g}",
+                _n(c.margin),
+                "-" if c.p_value is None else f"{c.p_value:.2g}",
+                "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}",
+                "ALERT" if c.alert else (c.note or "ok"),
+            ]
+            for grp, c in checks
+        ]
         body.append(_table(["group", "metric", "files now", "files before", "before", "now", "shift", "margin", "p",
                             "p (Holm)", "result"], rows, left=2, bad=[c.alert for _, c in checks]))
     title = "audioqc trends" + (": " + f"{len(result.alerts)} alert(s)" if result.alerts else "")
@@ -232,7 +242,10 @@ def compare_html(result: Any, figures: Mapping[str, bytes] | None = None) -> str
                                    "dashed line nothing changed) and the paired deltas (right)" for m in result.metrics}
     caps["collection_quality_candidate"] = "Candidate: quality score per file and its worst segment"
     body.append(_figures(figures, caps))
-    for label, files in (("Only in the baseline", result.only_baseline), ("Only in the candidate", result.only_candidate)):
+    for label, files in (
+        ("Only in the baseline", result.only_baseline),
+        ("Only in the candidate", result.only_candidate),
+    ):
         if files:
             body.append(f"<h2>{label} ({len(files)})</h2><p>{_e(', '.join(files[:200]))}"
                         + (" ..." if len(files) > 200 else "") + "</p>")

@@ -259,14 +259,16 @@ def compare_plots(result: Any, metrics: list[str] | None = None) -> dict[str, by
         ax = axes[0]
         lo, hi = float(min(b.min(), c.min())), float(max(b.max(), c.max()))
         pad = 0.05 * (hi - lo or 1.0)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#555555", lw=1, ls="--", label="identity (no change)")
+        ax.plot(
+            [lo - pad, hi + pad], [lo - pad, hi + pad], color="#555555", lw=1, ls="--", label="identity (no change)"
+        )
         worst = {w.file for w in (gates[name].worst if name in gates else m.worst)}
         is_worst = np.array([f in worst for f in files])
         ax.scatter(b[~is_worst], c[~is_worst], s=14 if b.size < 500 else 4, color=_COLORS[0], label="file")
         if is_worst.any():
             ax.scatter(b[is_worst], c[is_worst], s=30, color=BAD, label="regressed most")
             if b.size <= 60:
-                for x, y, f in zip(b[is_worst], c[is_worst], files[is_worst]):
+                for x, y, f in zip(b[is_worst], c[is_worst], files[is_worst], strict=True):
                     ax.annotate(_short_name(str(f), 20), (x, y), fontsize=7, xytext=(3, -9), textcoords="offset points")
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_ylim(lo - pad, hi + pad)

@@ -456,9 +456,13 @@ def _remedies(raw: Any, rules: tuple[Rule, ...], source: str) -> tuple[tuple[str
         if name in raw or name in named:
             if name not in raw and name == "loudness":
                 users = ", ".join(r.metric for r in rules if r.remedy == name)
-                raise InvalidParameter(f"{source}: rules on {users} name remedy 'loudness', which needs "
-                                       f"'remedies: {{loudness: {{target_lufs: ...}}}}' (no default target fits every spec)")
-            out[name] = validate_remedy(name, raw.get(name), f"{source}: remedies", gating="speech" if speech else "level")
+                raise InvalidParameter(
+                    f"{source}: rules on {users} name remedy 'loudness', which needs "
+                    f"'remedies: {{loudness: {{target_lufs: ...}}}}' (no default target fits every spec)"
+                )
+            out[name] = validate_remedy(
+                name, raw.get(name), f"{source}: remedies", gating="speech" if speech else "level"
+            )
     for name in raw:
         if name not in REMEDY_ORDER:
             validate_remedy(str(name), raw[name], f"{source}: remedies")  # raises: unknown remedy
@@ -494,7 +498,9 @@ _KIND_OPS = {"number": _NUMBER_OPS, "string": _STRING_OPS, "bool": _BOOL_OPS, "l
 def _rule(raw: Any, index: int, source: str, columns: list[str]) -> Rule:
     where = f"{source}: rule {index}"
     if not isinstance(raw, Mapping):
-        raise InvalidParameter(f"{where}: a rule is a mapping (metric, a condition, severity, advice), got {_excerpt(raw)}")
+        raise InvalidParameter(
+            f"{where}: a rule is a mapping (metric, a condition, severity, advice), got {_excerpt(raw)}"
+        )
     metric = raw.get("metric")
     if not isinstance(metric, str) or not metric:
         raise InvalidParameter(f"{where}: 'metric' (a report column name) is required")
@@ -524,7 +530,9 @@ def _rule(raw: Any, index: int, source: str, columns: list[str]) -> Rule:
         raise InvalidParameter(f"{where}: 'advice' (what to do when the rule is not met) is required")
     when_missing = raw.get("when_missing", "warn")
     if when_missing not in WHEN_MISSING:
-        raise InvalidParameter(f"{where}: when_missing must be one of {', '.join(WHEN_MISSING)}, got {_excerpt(when_missing)}")
+        raise InvalidParameter(
+            f"{where}: when_missing must be one of {', '.join(WHEN_MISSING)}, got {_excerpt(when_missing)}"
+        )
     remedy = raw.get("remedy")
     if remedy is not None and remedy not in REMEDY_ORDER:
         close = difflib.get_close_matches(str(remedy), REMEDY_ORDER, n=1, cutoff=0.5)
@@ -538,10 +546,18 @@ def _scalar(value: Any, kind: str, dtype: pa.DataType, where: str, what: str) ->
     """An operand checked against the metric's scalar kind."""
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InvalidParameter(f"{where}: {what} must be a finite number for metric type {dtype}, got {_excerpt(value)}")
-        if pa.types.is_integer(dtype) and isinstance(value, float) and what.startswith(("equals", "not_equals", "in", "not_in")):
+            raise InvalidParameter(
+                f"{where}: {what} must be a finite number for metric type {dtype}, got {_excerpt(value)}"
+            )
+        if (
+            pa.types.is_integer(dtype)
+            and isinstance(value, float)
+            and what.startswith(("equals", "not_equals", "in", "not_in"))
+        ):
             if not value.is_integer():
-                raise InvalidParameter(f"{where}: {what} must be a whole number for metric type {dtype}, got {_excerpt(value)}")
+                raise InvalidParameter(
+                    f"{where}: {what} must be a whole number for metric type {dtype}, got {_excerpt(value)}"
+                )
             value = int(value)
         return value
     if kind == "string":
@@ -550,7 +566,9 @@ def _scalar(value: Any, kind: str, dtype: pa.DataType, where: str, what: str) ->
         return value
     if kind == "bool":
         if not isinstance(value, bool):
-            raise InvalidParameter(f"{where}: {what} must be true or false for metric type {dtype}, got {_excerpt(value)}")
+            raise InvalidParameter(
+                f"{where}: {what} must be true or false for metric type {dtype}, got {_excerpt(value)}"
+            )
         return value
     raise AssertionError(kind)
 
@@ -569,7 +587,9 @@ def _operand(op: str, value: Any, kind: str, dtype: pa.DataType, where: str) -> 
         return tuple(_scalar(v, kind, dtype, where, f"{op} items") for v in value)
     if op in ("is_true", "is_false"):
         if value is not True and value is not None:
-            raise InvalidParameter(f"{where}: write '{op}: true' (or use equals: true|false), got {op}: {_excerpt(value)}")
+            raise InvalidParameter(
+                f"{where}: write '{op}: true' (or use equals: true|false), got {op}: {_excerpt(value)}"
+            )
         return True
     if op == "empty":
         if not isinstance(value, bool):

@@ -117,7 +117,9 @@ def validate(name: str, raw: Any, where: str, *, gating: str = "level") -> Remed
     if name == "denoise":
         amount = raw.get("amount", 100)
         if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= 100:
-            raise InvalidParameter(f"{where}: remedy 'denoise': amount={_excerpt(amount)} must be an integer from 1 to 100")
+            raise InvalidParameter(
+                f"{where}: remedy 'denoise': amount={_excerpt(amount)} must be an integer from 1 to 100"
+            )
         params["amount"] = amount
     else:
         if "target_lufs" not in raw:

@@ -45,8 +45,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from audiolib import storage
-from audiolib import ANALYSIS_VERSION, __version__
+from audiolib import ANALYSIS_VERSION, __version__, storage
 from audiolib.diagnose import RESULT_TYPES, DiagnoseResult
 
 SCHEMA_VERSION = 3  # 2: perceptual blocks; 3: remedies (stage, original_url, remedies, reasons' remedy)

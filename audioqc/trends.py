@@ -312,7 +312,9 @@ def _check_options(group_by: str | None, by: str, baseline_runs: int, alpha: flo
         raise InvalidParameter(f"alpha={alpha!r}: between 0 and 1")
 
 
-def watch_list(metrics: Sequence[str] | None, margins: Mapping[str, float] | Sequence[str] | None) -> tuple[Watched, ...]:
+def watch_list(
+    metrics: Sequence[str] | None, margins: Mapping[str, float] | Sequence[str] | None
+) -> tuple[Watched, ...]:
     chosen = [check_metric(m, "metrics") for m in metrics] if metrics else [w.column for w in WATCHED]
     over = parse_margins(dict(margins) if isinstance(margins, Mapping) else list(margins or []))
     unknown = [m for m in over if m not in chosen]
@@ -391,7 +393,11 @@ def _run_order(table: pa.Table) -> pd.DataFrame:
     has_date = report.PARTITION in table.column_names
     if has_date:
         aggs.append((report.PARTITION, "min"))
-    g = table.select(["run_id", "run_time"] + ([report.PARTITION] if has_date else [])).group_by("run_id").aggregate(aggs)
+    g = (
+        table.select(["run_id", "run_time"] + ([report.PARTITION] if has_date else []))
+        .group_by("run_id")
+        .aggregate(aggs)
+    )
     info = pd.DataFrame({"run_time": pd.to_datetime(g["run_time_min"].to_pandas(), utc=True).to_numpy()},
                         index=pd.Index(g["run_id"].to_pylist(), dtype=object))
     info["run_time"] = pd.to_datetime(info["run_time"], utc=True)
@@ -517,7 +523,9 @@ def _frame(table: pa.Table, watch: Sequence[Watched], run: np.ndarray, codes: np
         "run": run.astype(np.int32, copy=False),
         "group": pd.Categorical.from_codes(codes, categories=names),
         "is_error": pc.equal(table["status"], "error").to_numpy() if "status" in cols else np.zeros(n, bool),
-        "verdict": table["verdict"].dictionary_encode().to_pandas() if "verdict" in cols else pd.Categorical([None] * n),
+        "verdict": table["verdict"].dictionary_encode().to_pandas()
+        if "verdict" in cols
+        else pd.Categorical([None] * n),
         "row": np.arange(n),
     }
     data["is_error"] = np.asarray(data["is_error"], dtype=bool)
@@ -573,7 +581,11 @@ def _run_summaries(frame: pd.DataFrame, run_info: pd.DataFrame, fails: pd.DataFr
     files = frame.groupby(keys, sort=True, observed=True).size()
     errors = frame[frame["is_error"]].groupby(keys, sort=False, observed=True).size()
     verdicts = frame[frame["verdict"].notna()].groupby(keys + ["verdict"], sort=False, observed=True).size()
-    rules = fails.groupby(keys + ["rule"], sort=False, observed=True)["n"].sum() if len(fails) else pd.Series(dtype=np.int64)
+    rules = (
+        fails.groupby(keys + ["rule"], sort=False, observed=True)["n"].sum()
+        if len(fails)
+        else pd.Series(dtype=np.int64)
+    )
     verdict_map: dict[tuple, dict[str, int]] = {}
     for key, n in verdicts.items():
         if n:
@@ -592,10 +604,19 @@ def _run_summaries(frame: pd.DataFrame, run_info: pd.DataFrame, fails: pd.DataFr
         run_id = run_info.index[run]
         group = str(k[1]) if grouped else None
         rules_here = dict(sorted(rule_map.get(k, {}).items(), key=lambda kv: (-kv[1], kv[0])))
-        summaries.setdefault(group or ALL, []).append(RunSummary(
-            run_id=run_id, run_time=_iso(run_info.at[run_id, "run_time"]), run_date=str(run_info.at[run_id, "run_date"]),
-            group=group, files=int(n), errors=error_map.get(k, 0), verdicts=verdict_map.get(k, {}),
-            fail_counts=rules_here, metrics=stats[k]))
+        summaries.setdefault(group or ALL, []).append(
+            RunSummary(
+                run_id=run_id,
+                run_time=_iso(run_info.at[run_id, "run_time"]),
+                run_date=str(run_info.at[run_id, "run_date"]),
+                group=group,
+                files=int(n),
+                errors=error_map.get(k, 0),
+                verdicts=verdict_map.get(k, {}),
+                fail_counts=rules_here,
+                metrics=stats[k],
+            )
+        )
     return summaries if grouped else summaries.get(ALL, [])
 
 
@@ -637,7 +658,7 @@ def _judge(frame: pd.DataFrame, urls: pa.ChunkedArray, rel: pa.ChunkedArray, val
         test = shift_test(x, y, alternative)
         pending.append((w, x.size, y.size, b, c, test.p_value, test.effect, ""))
     tested = [i for i, p in enumerate(pending) if p[5] is not None]
-    adjusted = dict(zip(tested, holm([pending[i][5] for i in tested])))
+    adjusted = dict(zip(tested, holm([pending[i][5] for i in tested]), strict=True))
     checks, alerts = [], []
     for i, (w, nx, ny, b, c, p, effect, note) in enumerate(pending):
         shift = None if b is None else c - b
@@ -665,7 +686,7 @@ def _moved(cur: pd.DataFrame, base: pd.DataFrame, urls: pa.ChunkedArray, rel: pa
     before = base[["row", "run", raw]].dropna(subset=[raw]).sort_values("run", kind="stable")
     now_urls = urls.take(pa.array(now["row"].to_numpy())).to_pylist()
     before_urls = urls.take(pa.array(before["row"].to_numpy())).to_pylist()
-    last = dict(zip(before_urls, before[raw].to_numpy(dtype=float)))  # the latest baseline value wins
+    last = dict(zip(before_urls, before[raw].to_numpy(dtype=float), strict=True))  # the latest baseline value wins
     fallback = float(before[raw].median()) if len(before) else 0.0
     values = now[raw].to_numpy(dtype=float)
     ref = np.array([last.get(u, np.nan) for u in now_urls], dtype=float)
@@ -676,7 +697,7 @@ def _moved(cur: pd.DataFrame, base: pd.DataFrame, urls: pa.ChunkedArray, rel: pa
     order = [i for i in np.argsort(-bad, kind="stable")[:top] if bad[i] > 0]
     names = rel.take(pa.array(now["row"].to_numpy()[order] if order else np.zeros(0, np.int64))).to_pylist()
     return tuple(MovedFile(str(name), float(values[i]), float(ref[i]), float(change[i]), str(kind[i]))
-                 for name, i in zip(names, order))
+                 for name, i in zip(names, order, strict=True))
 
 
 def _latest_files(frame: pd.DataFrame, table: pa.Table, plot: pa.Table, rel: pa.ChunkedArray, latest: int,

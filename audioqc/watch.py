@@ -107,7 +107,11 @@ def check_metric(name: str, where: str) -> str:
     if name in columns:
         return name
     close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; numeric metrics are listed by audioqc.report.metric_columns()"
+    hint = (
+        f"; did you mean {', '.join(close)}?"
+        if close
+        else "; numeric metrics are listed by audioqc.report.metric_columns()"
+    )
     if name in metric_columns():
         raise InvalidParameter(f"{where}: metric {name!r} is not numeric{hint}")
     raise InvalidParameter(f"{where}: unknown metric {name!r}{hint}")

@@ -51,11 +51,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import cpu_model  # noqa: E402
-
 from benchmarks import denoise_material as dm  # noqa: E402
 from benchmarks import denoise_peers as dp  # noqa: E402
 from benchmarks.bench_loudness import _default_audioqc, print_table, run_measured  # noqa: E402
+from benchmarks.harness import cpu_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SR = 48000
@@ -248,7 +247,7 @@ def _mean(rows: list[dict[str, Any]], key: str, **where: Any) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def report(results: dict[str, Any]) -> list[str]:
+def report(results: dict[str, Any]) -> list[str]:  # noqa: C901 (a flat sequence of tables, one per target)
     """Print the tables; return the targets missed."""
     missed: list[str] = []
     q = results.get("quality", [])
@@ -262,8 +261,15 @@ def report(results: dict[str, Any]) -> list[str]:
     if q:
         print("\nDNSMOS OVRL / BAK of the output (mean of the speech kinds)")
         headers = ["peer"] + [f"{n} {s:.0f}" for n in NOISES for s in SNRS]
-        rows = [[p] + [f"{_mean(q, 'ovrl', peer=p, noise=n, snr_db=s):.2f}/{_mean(q, 'bak', peer=p, noise=n, snr_db=s):.2f}"
-                       for n in NOISES for s in SNRS] for p in ["noisy"] + names]
+        rows = [
+            [p]
+            + [
+                f"{_mean(q, 'ovrl', peer=p, noise=n, snr_db=s):.2f}/{_mean(q, 'bak', peer=p, noise=n, snr_db=s):.2f}"
+                for n in NOISES
+                for s in SNRS
+            ]
+            for p in ["noisy"] + names
+        ]
         print_table(headers, rows)
     if "audioqc" in names and "dfn3-wrapper" in names:
         for n in NOISES:
@@ -306,10 +312,20 @@ def report(results: dict[str, Any]) -> list[str]:
     mem = results.get("memory", [])
     if mem:
         print("\n`audioqc denoise` end to end (FLAC in and out), one core")
-        print_table(["minutes", "x-realtime", "peak RSS MB", "noise_reduction_db"],
-                    [[str(r["minutes"]), f"{r['x_realtime']:.1f}", f"{r['peak_rss_mb']:.0f}",
-                      str(r["result"].get("noise_reduction_db"))] if "error" not in r else [str(r["minutes"]), "error", "", ""]
-                     for r in mem])
+        print_table(
+            ["minutes", "x-realtime", "peak RSS MB", "noise_reduction_db"],
+            [
+                [
+                    str(r["minutes"]),
+                    f"{r['x_realtime']:.1f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                    str(r["result"].get("noise_reduction_db")),
+                ]
+                if "error" not in r
+                else [str(r["minutes"]), "error", "", ""]
+                for r in mem
+            ],
+        )
         for r in mem:
             if "error" not in r and r["peak_rss_mb"] > TARGET_RSS_MB:
                 missed.append(f"{r['minutes']} min: peak RSS {r['peak_rss_mb']:.0f} MB > {TARGET_RSS_MB}")
@@ -332,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu_model()}; {time.strftime('%Y-%m-%d')}; python {platform.python_version()}")
     procs = peers(args.peers.split(",") if args.peers else None)
     print(f"peers: {', '.join(procs)}")
-    results: dict[str, Any] = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "speed_seconds": args.speed_seconds}
+    results: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "date": time.strftime("%Y-%m-%d"),
+        "speed_seconds": args.speed_seconds,
+    }
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if not args.skip_quality:

@@ -26,8 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import header  # noqa: E402
-
 from benchmarks.bench_loudness import (  # noqa: E402
     SR,
     _default_audioqc,
@@ -37,6 +35,7 @@ from benchmarks.bench_loudness import (  # noqa: E402
     run_measured,
     warm_page_cache,
 )
+from benchmarks.harness import header  # noqa: E402
 
 SWEEP_MINUTES = (10, 60, 180)
 from audiolib.diagnose import SIGNAL_BLOCKS as _SIGNAL  # noqa: E402
@@ -47,9 +46,16 @@ SIGNAL_BLOCKS = ",".join(_SIGNAL)
 def run_peer(name: str, cmd: list[str], tmp: Path, duration_s: float) -> dict:
     print(f"  running {name} ...", flush=True)
     run = run_measured(cmd, tmp, name)
-    return {"peer": name, "cmd": cmd, "ok": run["returncode"] == 0, "wall_s": run["wall_s"],
-            "cpu_s": run["user_s"] + run["sys_s"], "x_realtime": duration_s / run["wall_s"] if run["wall_s"] else None,
-            "peak_rss_mb": run["peak_rss_mb"], "stderr_tail": run["stderr"].strip().splitlines()[-1:] if run["returncode"] else []}
+    return {
+        "peer": name,
+        "cmd": cmd,
+        "ok": run["returncode"] == 0,
+        "wall_s": run["wall_s"],
+        "cpu_s": run["user_s"] + run["sys_s"],
+        "x_realtime": duration_s / run["wall_s"] if run["wall_s"] else None,
+        "peak_rss_mb": run["peak_rss_mb"],
+        "stderr_tail": run["stderr"].strip().splitlines()[-1:] if run["returncode"] else [],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

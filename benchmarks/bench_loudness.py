@@ -432,7 +432,9 @@ def report_main(results: list[dict[str, Any]], duration_s: float) -> dict[str, A
         under = aq["peak_rss_mb"] < RSS_LIMIT_MB
         summary["audioqc_peak_rss_mb"] = aq["peak_rss_mb"]
         summary["audioqc_rss_under_limit"] = under
-        print(f"audioqc peak RSS < {RSS_LIMIT_MB:.0f} MB:       {'yes' if under else 'NO'} ({aq['peak_rss_mb']:.0f} MB)")
+        print(
+            f"audioqc peak RSS < {RSS_LIMIT_MB:.0f} MB:       {'yes' if under else 'NO'} ({aq['peak_rss_mb']:.0f} MB)"
+        )
         if ff and ff["ok"]:
             print()
             print("audioqc - ffmpeg (ffmpeg prints 0.1 resolution):")
@@ -562,8 +564,11 @@ def main(argv: list[str] | None = None) -> int:
                  "ok" if r["ok"] else f"FAILED: {r.get('error', '')}"] for r in sweep])
             ok_rss = [r["peak_rss_mb"] for r in sweep if r["ok"]]
             if ok_rss:
-                print(f"peak RSS spread across durations: {max(ok_rss) - min(ok_rss):.0f} MB "
-                      f"(max {max(ok_rss):.0f} MB; < {RSS_LIMIT_MB:.0f} MB: {'yes' if max(ok_rss) < RSS_LIMIT_MB else 'NO'})")
+                print(
+                    f"peak RSS spread across durations: {max(ok_rss) - min(ok_rss):.0f} MB "
+                    f"(max {max(ok_rss):.0f} MB; < {RSS_LIMIT_MB:.0f} MB: "
+                    f"{'yes' if max(ok_rss) < RSS_LIMIT_MB else 'NO'})"
+                )
             out["memory_sweep"] = sweep
 
     if args.json:

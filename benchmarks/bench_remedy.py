@@ -282,7 +282,7 @@ def report(rows: list[dict[str, Any]]) -> None:
         ])
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     print()
 
     def err(r: dict[str, Any], peer: str) -> float:
@@ -300,7 +300,7 @@ def report(rows: list[dict[str, Any]]) -> None:
     ln_all = sum(r["loudnorm"]["pass1"]["wall_s"] + r["loudnorm"]["pass2"]["wall_s"] for r in rows)
     ratios = [(r["loudnorm"]["pass1"]["wall_s"] + r["loudnorm"]["pass2"]["wall_s"]) / r["audioqc"]["process"]["wall_s"]
               for r in rows]
-    linear = [x for r, x in zip(rows, ratios) if r["loudnorm"]["mode"] == "linear"]
+    linear = [x for r, x in zip(rows, ratios, strict=True) if r["loudnorm"]["mode"] == "linear"]
     print(f"speed, loudnorm (pass 1 + 2) time / audioqc process time (measure + remedy + start-up): all files "
           f"{ln_all / aq_all:.1f}x, per file {min(ratios):.1f}x .. {max(ratios):.1f}x"
           + (f" ({min(linear):.1f}x .. {max(linear):.1f}x where loudnorm stayed linear)" if linear else ""))
@@ -370,9 +370,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.codec_check and target == args.codec_check_target and material != "long-programme":
             row["codec_check"] = codec_check(tmp / "aq_out.flac", tmp)
         rows.append(row)
-        print(f"  {material}/{codec} @ {target:g}/{ceiling:g}: audioqc I {aq['judge']['I']:.3f} TP {aq['judge']['TP']:.2f}"
-              f" | loudnorm ({ln['mode']}) I {ln['judge']['I']:.3f} TP {ln['judge']['TP']:.2f}"
-              f"  [{time.perf_counter() - t0:.0f} s]", flush=True)
+        print(
+            f"  {material}/{codec} @ {target:g}/{ceiling:g}: "
+            f"audioqc I {aq['judge']['I']:.3f} TP {aq['judge']['TP']:.2f}"
+            f" | loudnorm ({ln['mode']}) I {ln['judge']['I']:.3f} TP {ln['judge']['TP']:.2f}"
+            f"  [{time.perf_counter() - t0:.0f} s]",
+            flush=True,
+        )
     print()
     report(rows)
     if args.json:

@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness import cpu_model  # noqa: E402
-
 from tests.service_support import KEY, Server  # noqa: E402
 
 AUDIOQC = str(ROOT / ".venv" / "bin" / "audioqc")

@@ -15,11 +15,10 @@ the ratio; the largest difference of the per-frame probabilities and how many sp
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -74,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     clips = [c.audio for c in dnsmos_material.clips("selection")]
     n = int(SECONDS * speech.INPUT_RATE_HZ)
     audio = np.resize(np.concatenate(clips), n).astype(np.float32)
-    sessions = {"OpenVINO, sequence network (analyzer)": speech._session(), "onnxruntime, shipped graph per frame": _ShippedGraph()}
+    sessions = {
+        "OpenVINO, sequence network (analyzer)": speech._session(),
+        "onnxruntime, shipped graph per frame": _ShippedGraph(),
+    }
     seconds: dict[str, list[float]] = {k: [] for k in sessions}
     probs: dict[str, np.ndarray] = {}
     for _ in range(args.rounds):

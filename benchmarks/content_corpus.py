@@ -189,7 +189,9 @@ MAJOR = [0, 2, 4, 5, 7, 9, 11]
 PROGRESSIONS = [[0, 5, 3, 4], [0, 3, 4, 0], [5, 3, 0, 4], [0, 4, 5, 3], [1, 4, 0, 5]]
 
 
-def compose(style: str, seed: int, key: int, programs: list[int], bars: int = 24, ppq: int = 480) -> list:
+def compose(  # noqa: C901 (one branch per musical style and part)
+    style: str, seed: int, key: int, programs: list[int], bars: int = 24, ppq: int = 480
+) -> list:
     """A short seeded piece in a given style: chord progression in a major key plus a part per style."""
     rng = np.random.default_rng(seed)
     prog = PROGRESSIONS[rng.integers(len(PROGRESSIONS))]
@@ -328,8 +330,10 @@ def synth_speech(engine: str, voice: str, text: str, speed: float, wav: Path) ->
                                    f"(Parameter.set 'Duration_Stretch {speed})", str(txt), "-o", str(wav)],
                                   capture_output=True, text=True)
             if done.returncode != 0 or not wav.exists():
-                raise FileNotFoundError(f"festival voice {voice} failed ({done.stderr.strip()[-200:]}): "
-                                        f"scripts/setup.sh installs {FESTIVAL_PACKAGES.get(voice, 'its festvox package')}")
+                raise FileNotFoundError(
+                    f"festival voice {voice} failed ({done.stderr.strip()[-200:]}): "
+                    f"scripts/setup.sh installs {FESTIVAL_PACKAGES.get(voice, 'its festvox package')}"
+                )
         else:
             _need("flite", "flite")
             subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={speed}", "-t", text,

@@ -176,7 +176,15 @@ def clips(which: str) -> list[Clip]:
             out.append(Clip(f"{tag} clean", "speech", "none", None, y))
             for kind in ("white", "pink"):
                 for snr in SNRS_DB[which]:
-                    out.append(Clip(f"{tag} {kind} {snr:g} dB", "speech", kind, snr, with_noise(y, kind, snr, rng, active_above=ACTIVE_SHARE_OF_PEAK * np.max(np.abs(y)))))
+                    out.append(
+                        Clip(
+                            f"{tag} {kind} {snr:g} dB",
+                            "speech",
+                            kind,
+                            snr,
+                            with_noise(y, kind, snr, rng, active_above=ACTIVE_SHARE_OF_PEAK * np.max(np.abs(y))),
+                        )
+                    )
     for k, f in enumerate(MUSIC_FILES[which]):
         path = os.path.join(REAL_MUSIC_DIR, f)
         if not os.path.exists(path):
@@ -202,7 +210,7 @@ def alternating_runs(sessions: list[Any], clips: list[np.ndarray]) -> tuple[list
     raw: list[list[np.ndarray]] = [[] for _ in sessions]
     seconds: list[list[float]] = [[] for _ in sessions]
     for x in clips:
-        for s, r, t in zip(sessions, raw, seconds):
+        for s, r, t in zip(sessions, raw, seconds, strict=True):
             t0 = time.perf_counter()
             r.append(s.run(None, {"input_1": x[np.newaxis, :]})[0])
             t.append(time.perf_counter() - t0)

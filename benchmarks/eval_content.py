@@ -201,7 +201,7 @@ def fit(args) -> int:
     s = prf(p >= music.DECISION_THRESHOLD, y)
     print(f"# lambda {args.l2:g}; train: {len(y)} segments ({int(keep.sum())} above the level gate), "
           f"train-split F1 {s['f1']:.3f} ({time.perf_counter() - t0:.1f} s)")
-    print("# " + ", ".join(f"{n}={wi:+.2f}" for n, wi in zip(music.FEATURE_NAMES, w)))
+    print("# " + ", ".join(f"{n}={wi:+.2f}" for n, wi in zip(music.FEATURE_NAMES, w, strict=True)))
     print(f"FEATURE_MEAN = {_fmt(mean)}")
     print(f"FEATURE_SCALE = {_fmt(scale)}")
     print(f"WEIGHTS = {_fmt(w)}")
@@ -209,7 +209,7 @@ def fit(args) -> int:
     return 0
 
 
-def evaluate(args) -> int:
+def evaluate(args) -> int:  # noqa: C901 (a flat sequence of report sections)
     r = run_split("test", with_speech=True)
     p = music.probability_from_features(r["features"])
     pred_m = p >= music.DECISION_THRESHOLD
@@ -313,10 +313,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Evaluate the music (and speech) detector on the labelled corpus.")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     ap.add_argument("--by-source", action="store_true", help="also print the music share detected per source")
-    ap.add_argument("--baseline-tree", metavar="DIR",
-                    help="also evaluate the music detector of another tree (a checkout of an earlier commit) on the same clips")
-    ap.add_argument("--speed-rounds", type=int, default=0, metavar="N",
-                    help="with --baseline-tree: also time both detectors, in turn, N times (run it pinned: taskset -c 0)")
+    ap.add_argument(
+        "--baseline-tree",
+        metavar="DIR",
+        help="also evaluate the music detector of another tree (a checkout of an earlier commit) on the same clips",
+    )
+    ap.add_argument(
+        "--speed-rounds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --baseline-tree: also time both detectors, in turn, N times (run it pinned: taskset -c 0)",
+    )
     ap.add_argument("--fit", action="store_true",
                     help="fit the music detector on the TRAIN split and print its constants")
     ap.add_argument("--l2", type=float, default=L2_LAMBDA, help=f"--fit: ridge penalty (default {L2_LAMBDA:g})")

@@ -27,8 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from audiolib.perceptual import (DNSMOS_INT8_PATH, DNSMOS_WINDOW_S, QUALITY_MODELS, PerceptualAnalyzer,
-                                 _dnsmos_session, dnsmos_mos, dnsmos_session, mos_to_score)
+from audiolib.perceptual import (
+    DNSMOS_INT8_PATH,
+    DNSMOS_WINDOW_S,
+    QUALITY_MODELS,
+    PerceptualAnalyzer,
+    _dnsmos_session,
+    dnsmos_mos,
+    dnsmos_session,
+    mos_to_score,
+)
 from audiolib.speech import INPUT_RATE_HZ
 from benchmarks import dnsmos_material
 from benchmarks.material import with_noise
@@ -54,7 +62,7 @@ def _per_clip(clips: list[dnsmos_material.Clip]) -> tuple[dict[str, np.ndarray],
     names = list(QUALITY_MODELS) + [INT8_ONNXRUNTIME]
     sessions = [_dnsmos_session(m) for m in QUALITY_MODELS] + [dnsmos_session(DNSMOS_INT8_PATH, "onnxruntime")]
     raw, seconds = dnsmos_material.alternating_runs(sessions, [c.audio for c in clips])
-    return ({m: dnsmos_mos(r) for m, r in zip(names, raw)}, dict(zip(names, seconds)))
+    return ({m: dnsmos_mos(r) for m, r in zip(names, raw, strict=True)}, dict(zip(names, seconds, strict=True)))
 
 
 def _with_scores(mos: np.ndarray) -> np.ndarray:
@@ -89,7 +97,7 @@ def trend() -> dict[str, dict[str, list]]:
         rng = np.random.default_rng(TREND_NOISE_SEED)
         signals = [clean] + [with_noise(clean, kind, snr, rng) for snr in TREND_SNRS_DB]
         for m in QUALITY_MODELS:
-            q, n = zip(*(_analyse(y, m) for y in signals))
+            q, n = zip(*(_analyse(y, m) for y in signals), strict=True)
             out[f"{kind} {m}"] = {"quality": list(q), "noise": list(n),
                                   "monotonic": bool(list(q) == sorted(q, reverse=True)
                                                     and list(n) == sorted(n, reverse=True))}
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     st = result["accuracy"]["all clips"]
     print("mean signed difference (bias), all clips: "
           + ", ".join(f"{c} {st[c]['mean']:+.3f}" for c in COLUMNS))
-    for c, f, q in zip(clips, full["float"], full["int8"]):
+    for c, f, q in zip(clips, full["float"], full["int8"], strict=True):
         result["per_clip"].append({"clip": c.name, "float": [round(float(x), 4) for x in f],
                                    "int8": [round(float(x), 4) for x in q]})
     worst = int(np.argmax(np.abs(diff[:, :3]).max(axis=1)))

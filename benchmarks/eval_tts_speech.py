@@ -172,7 +172,12 @@ def build(dest: Path = OUT_DIR) -> dict[str, dict]:
     piece = music[30 * SR_HZ: 30 * SR_HZ + n]
     piece = piece * 10 ** ((_level(slt[:n]) - _level(piece)) / 20)
     seq = np.concatenate([slt[:n], piece, slt[n:2 * n]])
-    save("sequence: 20 s slt, 20 s music, 20 s slt", seq, group="sequence", music=[False] * 20 + [True] * 20 + [False] * 20)
+    save(
+        "sequence: 20 s slt, 20 s music, 20 s slt",
+        seq,
+        group="sequence",
+        music=[False] * 20 + [True] * 20 + [False] * 20,
+    )
     # speech over a recorded bed
     bed = _music(BED_MUSIC, dest)
     for (engine, voice), y in firsts.items():
@@ -197,6 +202,39 @@ def detect(tree: Path, items: dict[str, dict]) -> dict[str, np.ndarray]:
         return {k: np.array(v, bool) for k, v in json.loads(result.read_text()).items()}
 
 
+def pct(d: np.ndarray) -> float:
+    return 100.0 * float(d.mean()) if d.size else 0.0
+
+
+def _print_tts(items: dict, runs: dict, labels: list[str]) -> None:
+    """The TTS table: music % per voice (all its files, and its worst file), then per tree."""
+    print("\nTTS speech, each paragraph read twice (music % of 1 s segments; per voice: all three files,"
+          " and the worst file)")
+    print(
+        f"{'voice':34} {'in TRAIN':>8} {'segments':>8}"
+        + "".join(f" {lab + ' %':>12} {'worst file':>10}" for lab in labels)
+    )
+    by_voice: dict[str, list[str]] = {}
+    for name, it in items.items():
+        if it["group"] == "tts":
+            by_voice.setdefault(it["voice"], []).append(name)
+    for voice, names in by_voice.items():
+        in_train = "yes" if items[names[0]]["in_train"] else "no"
+        line = f"{voice:34} {in_train:>8} {sum(runs[labels[0]][n].size for n in names):>8}"
+        for lab in labels:
+            d = np.concatenate([runs[lab][n] for n in names])
+            line += f" {pct(d):12.1f} {max(pct(runs[lab][n]) for n in names):10.1f}"
+        print(line)
+    for lab in labels:
+        tts = [n for n, it in items.items() if it["group"] == "tts"]
+        d = np.concatenate([runs[lab][n] for n in tts])
+        per_voice = [pct(np.concatenate([runs[lab][n] for n in names])) for names in by_voice.values()]
+        engines = {v.split(":")[0] for v in by_voice}
+        print(
+            f"  {lab}: all TTS {pct(d):.1f} % music; voices at or under 5 %: {sum(v <= 5.0 for v in per_voice)} of "
+            f"{len(per_voice)}; engines with every voice at or under 5 %: "
+            f"{sorted(engines - {v.split(':')[0] for v, p in zip(by_voice, per_voice, strict=True) if p > 5.0})}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,41 +252,28 @@ def main(argv: list[str] | None = None) -> int:
     print("trees: " + ", ".join(f"{k} = {v}" for k, v in trees.items()))
     res: dict = {"trees": {k: str(v) for k, v in trees.items()}, "items": {}}
 
-    def pct(d: np.ndarray) -> float:
-        return 100.0 * float(d.mean()) if d.size else 0.0
-
-    print("\nTTS speech, each paragraph read twice (music % of 1 s segments; per voice: all three files,"
-          " and the worst file)")
-    print(f"{'voice':34} {'in TRAIN':>8} {'segments':>8}" + "".join(f" {lab + ' %':>12} {'worst file':>10}" for lab in labels))
-    by_voice: dict[str, list[str]] = {}
-    for name, it in items.items():
-        if it["group"] == "tts":
-            by_voice.setdefault(it["voice"], []).append(name)
-    for voice, names in by_voice.items():
-        line = f"{voice:34} {'yes' if items[names[0]]['in_train'] else 'no':>8} {sum(runs[labels[0]][n].size for n in names):>8}"
-        for lab in labels:
-            d = np.concatenate([runs[lab][n] for n in names])
-            line += f" {pct(d):12.1f} {max(pct(runs[lab][n]) for n in names):10.1f}"
-        print(line)
-    for lab in labels:
-        tts = [n for n, it in items.items() if it["group"] == "tts"]
-        d = np.concatenate([runs[lab][n] for n in tts])
-        per_voice = [pct(np.concatenate([runs[lab][n] for n in names])) for names in by_voice.values()]
-        print(f"  {lab}: all TTS {pct(d):.1f} % music; voices at or under 5 %: {sum(v <= 5.0 for v in per_voice)} of "
-              f"{len(per_voice)}; engines with every voice at or under 5 %: "
-              f"{sorted({v.split(':')[0] for v in by_voice} - {v.split(':')[0] for v, p in zip(by_voice, per_voice) if p > 5.0})}")
+    _print_tts(items, runs, labels)
     print("\nrecorded speech, two voices in turn, and the issue's sequence (music %)")
     print(f"{'file':44} {'segments':>8}" + "".join(f" {lab + ' %':>12}" for lab in labels))
     for name, it in items.items():
         if it["group"] in ("recorded", "two voices", "sequence"):
-            print(f"{name:44} {runs[labels[0]][name].size:>8}" + "".join(f" {pct(runs[lab][name]):12.1f}" for lab in labels))
+            print(
+                f"{name:44} {runs[labels[0]][name].size:>8}"
+                + "".join(f" {pct(runs[lab][name]):12.1f}" for lab in labels)
+            )
             if it["group"] == "sequence":
                 truth = np.array(it["music"], bool)
                 for lab in labels:
                     d = runs[lab][name][: truth.size]
-                    print(f"    {lab}: truth {pct(truth):.1f} %; music part called music {int(d[truth].sum())} of "
-                          f"{int(truth.sum())} s, speech parts called music {int(d[~truth].sum())} of {int((~truth).sum())} s")
-    print(f"\nTTS speech over a recorded music bed (music % of segments; truth 100 %), bed {' / '.join(f'-{d:g}' for d in BED_DB)} dB")
+                    print(
+                        f"    {lab}: truth {pct(truth):.1f} %; music part called music {int(d[truth].sum())} of "
+                        f"{int(truth.sum())} s, speech parts called music {int(d[~truth].sum())} of "
+                        f"{int((~truth).sum())} s"
+                    )
+    print(
+        "\nTTS speech over a recorded music bed (music % of segments; truth 100 %), "
+        f"bed {' / '.join(f'-{d:g}' for d in BED_DB)} dB"
+    )
     for lab in labels:
         cells = []
         for db in BED_DB:

@@ -58,10 +58,16 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 y = clean.copy() if snr is None else with_noise(clean, kind, snr, np.random.default_rng(7))
                 d = diagnose(_save(tmp / "x.wav", y), only=BLOCKS).to_dict()
-                r = {"noise": "none" if snr is None else kind, "snr_db": snr,
-                     "quality": d["quality_score"]["average"], "noise_score": d["noise_score"]["average"],
-                     "estimated_snr_db": d["noise_score"]["snr"], "noise_floor_dbfs": d["noise_score"]["noise_floor"],
-                     "worst_quality": d["quality_score"]["worst_segment"]["score"], "speech_pct": d["speech"]["percentage"]}
+                r = {
+                    "noise": "none" if snr is None else kind,
+                    "snr_db": snr,
+                    "quality": d["quality_score"]["average"],
+                    "noise_score": d["noise_score"]["average"],
+                    "estimated_snr_db": d["noise_score"]["snr"],
+                    "noise_floor_dbfs": d["noise_score"]["noise_floor"],
+                    "worst_quality": d["quality_score"]["worst_segment"]["score"],
+                    "speech_pct": d["speech"]["percentage"],
+                }
                 out["snr"].append(r)
                 rows.append([r["noise"], "clean" if snr is None else f"{snr} dB", f"{r['quality']:.2f}",
                              f"{r['noise_score']:.2f}", f"{r['estimated_snr_db']:.1f}", f"{r['noise_floor_dbfs']:.1f}",
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print("=== 60 s espeak-ng speech, noise added at a known SNR ===")
         print_table(["noise", "SNR", "quality", "noise score", "est. SNR dB", "floor dBFS", "speech %"], rows)
         files: list[tuple[str, str, str]] = []
-        for i, voice in enumerate(("en", "de", "fr")):
+        for voice in ("en", "de", "fr"):
             wav = tmp / f"espeak_{voice}.wav"
             subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav),
                             "Dies ist ein Test. " * 3 if voice == "de" else "Ceci est un essai de parole. " * 3
@@ -78,8 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which("flite"):
             for voice in ("slt", "rms"):
                 wav = tmp / f"flite_{voice}.wav"
-                subprocess.run(["flite", "-voice", voice, "-t", "Quality control needs to know where people speak. " * 3,
-                                "-o", str(wav)], check=True)
+                subprocess.run(
+                    [
+                        "flite",
+                        "-voice",
+                        voice,
+                        "-t",
+                        "Quality control needs to know where people speak. " * 3,
+                        "-o",
+                        str(wav),
+                    ],
+                    check=True,
+                )
                 files.append(("speech", f"flite {voice}", str(wav)))
         for song in sorted(Path("/usr/share/games/etr/music").glob("*.ogg"))[:6]:
             files.append(("music", f"etr {song.stem}", str(song)))
@@ -90,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             r = {"label": label, "file": name, "seconds": dur, "speech_pct": d["speech"]["percentage"],
                  "music_pct": d["music"]["percentage"], "other_pct": d["other"]["percentage"]}
             out["content"].append(r)
-            rows.append([label, name, f"{dur:.0f}", f"{r['speech_pct']:.1f}", f"{r['music_pct']:.1f}", f"{r['other_pct']:.1f}"])
+            rows.append(
+                [label, name, f"{dur:.0f}", f"{r['speech_pct']:.1f}", f"{r['music_pct']:.1f}", f"{r['other_pct']:.1f}"]
+            )
         print("\n=== content shares ===")
         print_table(["truth", "file", "s", "speech %", "music %", "other %"], rows)
     if args.json:

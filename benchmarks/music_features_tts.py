@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         groups["flite slt"].append(f[:, col])
         groups["flite slt, segments called music"].append(f[d][:, col])
     labels = {"speech": "speech (TRAIN)", "mixture": "speech over music (TRAIN)", "music": "music (TRAIN)"}
-    for row, clip in zip(out["rows"][len(slt):], clips):
+    for row, clip in zip(out["rows"][len(slt):], clips, strict=True):
         f = np.array(row["features"])
         far = np.array(_boundary_distance(clip["segments"])) > 2
         for k, label in labels.items():

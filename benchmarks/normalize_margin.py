@@ -95,7 +95,10 @@ def main() -> int:
     print(f"\nmeter reading - limiter threshold, dB (threshold = ceiling - {SAFETY_MARGIN_DB} dB), largest per kind:")
     for kind in dict.fromkeys(r[0] for r in rows):
         sel = [r for r in rows if r[0] == kind]
-        print(f"  {kind:14s} FFmpeg {max(r[3] for r in sel):+.3f}  project {max(r[4] for r in sel):+.3f}  ({len(sel)} signals)")
+        print(
+            f"  {kind:14s} FFmpeg {max(r[3] for r in sel):+.3f}  project {max(r[4] for r in sel):+.3f}  "
+            f"({len(sel)} signals)"
+        )
     worst = max(r[3] for r in rows)
     print(f"largest: FFmpeg {worst:+.3f}, project {max(r[4] for r in rows):+.3f}; margin {SAFETY_MARGIN_DB} dB "
           f"{'covers' if worst <= SAFETY_MARGIN_DB else 'DOES NOT cover'} it")

@@ -61,7 +61,7 @@ def _reasons(values: dict[str, np.ndarray]) -> tuple[pa.Array, np.ndarray]:
     text = np.array([r[1] for r in _RULES], dtype=object)[rules]
     advice = np.array([r[2] for r in _RULES], dtype=object)[rules]
     value = [repr(float(values[m][i])) if m != "clipping_events" else str(int(values[m][i]))
-             for m, i in zip(metric, rows)]
+             for m, i in zip(metric, rows, strict=True)]
     given = {"metric": metric, "rule": text, "severity": ["fail"] * len(rows), "advice": advice, "value": value}
     fields = list(report.schema().field("verdict_reasons").type.value_type)  # schema 3 adds "remedy"
     structs = pa.StructArray.from_arrays(
@@ -123,7 +123,7 @@ def _table(run: report.RunInfo, sel: np.ndarray, values: dict[str, np.ndarray], 
     v = {k: a[sel] for k, a in values.items()}
     err = is_error[sel]
     reasons, verdict = _reasons(v)
-    urls = [f"{root}/{g}/f{j:06d}.wav" for g, j in zip(group_of[sel], sel)]
+    urls = [f"{root}/{g}/f{j:06d}.wav" for g, j in zip(group_of[sel], sel, strict=True)]
     cols: dict[str, pa.Array] = {
         "schema_version": pa.array(np.full(n, report.SCHEMA_VERSION, np.int32)),
         "run_id": pa.array([run.run_id] * n, pa.string()),
@@ -134,11 +134,11 @@ def _table(run: report.RunInfo, sel: np.ndarray, values: dict[str, np.ndarray], 
                           pa.timestamp("us", tz="UTC")),
         "size_bytes": pa.array(1_000_000 + sel.astype(np.int64)),
         "status": pa.array(np.where(err, "error", "ok").astype(object), pa.string()),
-        "error": pa.array([f"{u}: corrupt" if e else None for u, e in zip(urls, err)], pa.string()),
+        "error": pa.array([f"{u}: corrupt" if e else None for u, e in zip(urls, err, strict=True)], pa.string()),
         "audioqc_version": pa.array(["0.1.0"] * n, pa.string()),
         "analysis_version": pa.array(["synthetic"] * n, pa.string()),
         "verdict": pa.array(np.where(err, None, verdict), pa.string()),
-        "verdict_reasons": pa.array([[] if e else r for e, r in zip(err, reasons.to_pylist())],
+        "verdict_reasons": pa.array([[] if e else r for e, r in zip(err, reasons.to_pylist(), strict=True)],
                                     schema.field("verdict_reasons").type) if err.any() else reasons,
         "media_info_audio_codec": pa.array(codecs[v["codec"]], pa.string()),
     }

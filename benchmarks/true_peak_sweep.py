@@ -134,7 +134,9 @@ def wls_delay(delay: float, ntap: int, band: float, low_band: float = 0.35, low_
 def alternatives() -> None:
     print("\ninterpolators tried (the sample and grid - 1 fractional delays per sample): sweep range, dB from "
           "analytic, and the phases' gain")
-    print(f"{'design':34} {'fs/4 sweep':>17} {'fs/6 sweep':>17} {'gain to 20 kHz @48k':>21} {'gain @ 20 kHz, 44.1k':>21}")
+    print(
+        f"{'design':34} {'fs/4 sweep':>17} {'fs/6 sweep':>17} {'gain to 20 kHz @48k':>21} {'gain @ 20 kHz, 44.1k':>21}"
+    )
     designs = [(4, 12, 0.40), (4, 12, 0.45), (4, 12, 0.47), (4, 24, 0.47), (8, 16, 0.40), (8, 24, 0.47)]
     for grid, ntap, band in designs:
         phases = [wls_delay(j / grid, ntap, band) for j in range(1, grid)]
@@ -154,7 +156,9 @@ def alternatives() -> None:
 
         g48 = np.array([gain(f) for f in np.linspace(0.001, 20000 / 48000, 200)])
         g44 = gain(20000 / 44100)
-        name = f"{grid}x grid, {ntap} taps fitted to {band}" + ("  (the meter)" if (grid, ntap, band) == (8, 24, 0.47) else "")
+        name = f"{grid}x grid, {ntap} taps fitted to {band}" + (
+            "  (the meter)" if (grid, ntap, band) == (8, 24, 0.47) else ""
+        )
         print(f"{name:34} {cells[0]:>17} {cells[1]:>17} {g48.min():+8.2f} .. {g48.max():+.2f} "
               f"{g44.min():+9.2f} .. {g44.max():+.2f}")
 
@@ -203,10 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, col in (("meter", 2), ("Annex 2", 3), ("FFmpeg", 4)):
             v = np.array([r[col] for r in sel])
             within = np.sum((v <= UP) & (v >= -DOWN))
-            print(f"  fs/{period} {name:8} {v.min():+.3f} .. {v.max():+.3f}  within +{UP}/-{DOWN}: {within} of {v.size}")
+            print(
+                f"  fs/{period} {name:8} {v.min():+.3f} .. {v.max():+.3f}  within +{UP}/-{DOWN}: {within} of {v.size}"
+            )
     print(f"\n0 dBFS fs/4 sine at 56.25 deg (true peak 0.00 dBTP): meter {full[0]:+.3f}, Annex 2 {full[1]:+.3f}, "
           f"FFmpeg {full[2]:+.3f} dBTP")
-    res["fs4_0dbfs_56.25"] = dict(zip(("meter", "annex2", "ffmpeg"), full))
+    res["fs4_0dbfs_56.25"] = dict(zip(("meter", "annex2", "ffmpeg"), full, strict=True))
 
     from tests import test_loudness_conformance as T
 
@@ -214,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     cases = []
     for cid, per, pk, ph, e in T.TP_SINE_CASES:
         y = T.tp_sine(per, pk, ph)
-        cases.append((cid, e, measure(y, FS, channel_names=T.STEREO).true_peak_dbtp, annex2_dbtp(y[:1].astype(np.float32))))
+        cases.append(
+            (cid, e, measure(y, FS, channel_names=T.STEREO).true_peak_dbtp, annex2_dbtp(y[:1].astype(np.float32)))
+        )
     src = T.case20_bandlimited_4fs()
     for k in range(4):
         y = np.tile(src[k::4], (2, 1))
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     for cid, e, ours, ref in cases:
         ok = e - 0.4 <= ours <= e + 0.2
         print(f"  {cid:32} expected {e:+.1f}  meter {ours:+.3f}  Annex 2 {ref:+.3f}  {'pass' if ok else 'FAIL'}")
-    res["tech3341"] = [dict(zip(("case", "expected", "meter", "annex2"), c)) for c in cases]
+    res["tech3341"] = [dict(zip(("case", "expected", "meter", "annex2"), c, strict=True)) for c in cases]
     if args.skip_stats:
         skip_stats()
     if args.alternatives:

@@ -38,7 +38,7 @@ def speech_like(seconds: float, rng: np.random.Generator, sr: int = SR) -> np.nd
     out = np.zeros(n)
     vowels = [(730, 1090, 2440), (270, 2290, 3010), (570, 840, 2410), (530, 1840, 2480)]
     seg = int(0.25 * sr)
-    for k, start in enumerate(range(0, n, seg)):
+    for start in range(0, n, seg):
         f1, f2, f3 = vowels[rng.integers(len(vowels))]
         x = src[start:start + seg]
         y = np.zeros_like(x)

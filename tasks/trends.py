@@ -42,7 +42,9 @@ def check_options(trends: bool | Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidParameter(f"trends={trends!r}: true, or a mapping of options ({', '.join(OPTIONS)})")
     unknown = [k for k in trends if k not in OPTIONS]
     if unknown:
-        raise InvalidParameter(f"trends: unknown option(s) {', '.join(map(repr, unknown))}; options: {', '.join(OPTIONS)}")
+        raise InvalidParameter(
+            f"trends: unknown option(s) {', '.join(map(repr, unknown))}; options: {', '.join(OPTIONS)}"
+        )
     options = dict(trends)
     from audioqc import trends as tr
 

@@ -16,6 +16,7 @@ from typing import Iterator
 
 from conftest import AUDIOQC, Run  # noqa: F401 (re-exported: the one CLI helper lives in conftest)
 from conftest import run_cli as cli  # noqa: F401
+
 #: Run a command as root without root's permission override (CAP_DAC_OVERRIDE and
 #: CAP_DAC_READ_SEARCH dropped): file modes then bind it as they bind any user. Empty when not root.
 NO_OVERRIDE = (["setpriv", "--bounding-set=-dac_override,-dac_read_search"]

@@ -59,11 +59,14 @@ def test_local_collection_one_row_per_file(prefect_api, tmp_path):
     assert summary["files"] == len(kinds) and summary["written"] == len(kinds)
     frame = rows_of(dest, "first")
     assert sorted(frame["source_url"]) == sorted(str(tmp_path / "media" / k) for k in kinds)
-    by_name = {Path(u).relative_to(tmp_path / "media").as_posix(): r for u, r in zip(frame.source_url, frame.itertuples())}
+    by_name = {
+        Path(u).relative_to(tmp_path / "media").as_posix(): r
+        for u, r in zip(frame.source_url, frame.itertuples(), strict=True)
+    }
     for name, status in kinds.items():
         assert by_name[name].status == status, name
     errors = frame[frame.status == "error"]
-    assert all(url in msg for url, msg in zip(errors.source_url, errors.error))
+    assert all(url in msg for url, msg in zip(errors.source_url, errors.error, strict=True))
     ok = frame[frame.status == "ok"]
     assert ok["loudness_integrated_lufs"].notna().all() and set(ok["verdict"]) <= {"pass", "warn", "fail"}
     assert errors["verdict"].isna().all()

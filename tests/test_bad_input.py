@@ -21,7 +21,6 @@ from audiolib.errors import (
 from conftest import SR, programme, run_cli, run_ffmpeg
 
 
-
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory, media):
     d = tmp_path_factory.mktemp("bad")

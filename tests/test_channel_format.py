@@ -125,7 +125,7 @@ def test_format_changes_over_time(block: int) -> None:
     ends = [s.end_s - 60.0 for s in result.segments]
     assert starts[0] == 0.0 and ends[-1] == pytest.approx(y.shape[1] / SR)
     assert ends[:-1] == starts[1:]
-    for got, want in zip(ends[:-1], [2.03, 5.07]):
+    for got, want in zip(ends[:-1], [2.03, 5.07], strict=True):
         assert abs(got - want) <= WINDOW_S + 1e-9
     out = result.to_dict()
     json.dumps(out)

@@ -12,7 +12,6 @@ from audiolib import io
 from audiolib.diagnose import BLOCKS, diagnose
 from conftest import SR, run_cli
 
-
 cli = run_cli
 
 

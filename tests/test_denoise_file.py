@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ def noisy(tmp_path_factory) -> dict[str, Path]:
     files = {"mono.wav": d / "mono.wav", "stereo.flac": d / "stereo.flac", "clean.wav": d / "clean.wav"}
     io.write(str(files["mono.wav"]), (clean + noise)[np.newaxis], SR, codec="pcm_s24le", sample_fmt="s32")
     io.write(str(files["clean.wav"]), clean[np.newaxis], SR, codec="pcm_s16le", sample_fmt="s16")
-    io.write(str(files["stereo.flac"]), np.stack((clean + noise, clean + noise[::-1])), SR, codec="flac", sample_fmt="s16")
+    io.write(
+        str(files["stereo.flac"]), np.stack((clean + noise, clean + noise[::-1])), SR, codec="flac", sample_fmt="s16"
+    )
     files["video.mp4"] = d / "video.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc=size=160x120:rate=25:duration=10", "-i", str(files["mono.wav"]),
@@ -298,5 +301,5 @@ def test_progress_is_reported_in_seconds(noisy, tmp_path):
     seen: list[tuple[float, float | None]] = []
     denoise_file(str(noisy["mono.wav"]), str(tmp_path / "o.wav"), progress=lambda d, t: seen.append((d, t)))
     assert seen and seen[-1][0] == pytest.approx(10.0)
-    assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:]))
+    assert all(b[0] >= a[0] for a, b in pairwise(seen))
     assert seen[-1][1] == pytest.approx(10.0, abs=0.01)

@@ -30,13 +30,15 @@ def policies(tmp_path_factory) -> dict[str, Path]:
         prev = "a" if i == 0 else "bcdefghi"[i - 1]
         bomb.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
     bomb.append("rules: []")
-    files = {"bomb.yaml": "\n".join(bomb) + "\n",
-             "deep.yaml": "name: deep\nrules: " + "[" * 3000 + "]" * 3000 + "\n",
-             "big.yaml": "name: big\nrules:\n" + "  - {metric: clipping_events, equals: 0, severity: fail, advice: x}\n"
-                         * 20000,
-             "many.yaml": "name: many\nrules:\n" + "  - {metric: clipping_events, equals: 0, severity: fail, advice: x}\n"
-                          * 1200,
-             "typo.yaml": "name: typo\nrules:\n  - {metric: loudness_integrated_lufz, max: 0, severity: fail, advice: x}\n"}
+    files = {
+        "bomb.yaml": "\n".join(bomb) + "\n",
+        "deep.yaml": "name: deep\nrules: " + "[" * 3000 + "]" * 3000 + "\n",
+        "big.yaml": "name: big\nrules:\n"
+        + "  - {metric: clipping_events, equals: 0, severity: fail, advice: x}\n" * 20000,
+        "many.yaml": "name: many\nrules:\n"
+        + "  - {metric: clipping_events, equals: 0, severity: fail, advice: x}\n" * 1200,
+        "typo.yaml": "name: typo\nrules:\n  - {metric: loudness_integrated_lufz, max: 0, severity: fail, advice: x}\n",
+    }
     out = {}
     for name, text in files.items():
         out[name] = d / name

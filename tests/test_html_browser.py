@@ -134,8 +134,10 @@ def _check_page(browser: Browser, path: Path, words: list[str]) -> None:
     text = browser.js("document.body.innerText")
     for w in words:
         assert w in text, w
-    images = browser.js("Array.from(document.images).map(i => {const r = i.getBoundingClientRect(); "
-                        "return [i.complete, i.naturalWidth, r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]})")
+    images = browser.js(
+        "Array.from(document.images).map(i => {const r = i.getBoundingClientRect(); "
+        "return [i.complete, i.naturalWidth, r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]})"
+    )
     assert images and all(done and natural > 0 and w > 100 and h > 50 for done, natural, _, _, w, h in images)
     for _, _, x, y, w, h in images[:4]:  # each plot, as the browser drew it, is not blank
         shot = browser.screenshot({"x": x, "y": y, "width": w, "height": h})

@@ -16,8 +16,14 @@ DESIGNS = [
     (order, cutoff, btype, fs)
     for fs in (2000, 8000, 16000, 44100, 48000, 96000)
     for order in (1, 2, 3, 4, 5, 8)
-    for cutoff, btype in ((0.002 * fs, "lowpass"), (0.21 * fs, "lowpass"), (0.01 * fs, "highpass"),
-                          (0.4 * fs, "highpass"), ((0.08 * fs, 0.2 * fs), "bandpass"), ((0.003 * fs, 0.45 * fs), "bandpass"))
+    for cutoff, btype in (
+        (0.002 * fs, "lowpass"),
+        (0.21 * fs, "lowpass"),
+        (0.01 * fs, "highpass"),
+        (0.4 * fs, "highpass"),
+        ((0.08 * fs, 0.2 * fs), "bandpass"),
+        ((0.003 * fs, 0.45 * fs), "bandpass"),
+    )
 ]
 
 
@@ -35,7 +41,9 @@ def test_the_detector_filters_are_scipys():
     for rate in (8000, 11025, 16000, 22050, 44100, 48000, 96000):
         sub = rate / max(1, round(rate / 2000))
         for args in ((2, 5.0, "lowpass", sub), (2, 20.0, "highpass", sub), (4, 150.0, "lowpass", sub)):
-            assert np.allclose(iir.butter_sos(*args), scipy.signal.butter(*args[:3], fs=args[3], output="sos"), rtol=1e-9, atol=1e-13)
+            assert np.allclose(
+                iir.butter_sos(*args), scipy.signal.butter(*args[:3], fs=args[3], output="sos"), rtol=1e-9, atol=1e-13
+            )
         if 0.45 * rate >= 7000:
             band = (4000.0, min(10000.0, 0.45 * rate))
             assert np.allclose(iir.butter_sos(2, band, "bandpass", rate),
@@ -51,7 +59,9 @@ def test_sosfilt_streams_like_scipys_float32_sosfilt():
         sos32 = sos.astype(np.float32)
         want = scipy.signal.sosfilt(sos32, x.astype(np.float64))
         zi = np.zeros((sos.shape[0], 2), np.float32)
-        got = np.concatenate([iir.sosfilt(sos32, x[a:b], zi) for a, b in ((0, 1), (1, 777), (777, 30000), (30000, 50000))])
+        got = np.concatenate(
+            [iir.sosfilt(sos32, x[a:b], zi) for a, b in ((0, 1), (1, 777), (777, 30000), (30000, 50000))]
+        )
         assert got.dtype == np.float32
         assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
 

@@ -293,10 +293,18 @@ def test_samples_script_output_is_decodable(tmp_path):
         sys.argv = old
     assert exit_info.value.code == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted([
-        "faulty_speech_clipped_gaps.wav", "mix_stereo.m4a", "mix_stereo.mp3", "music_like_stereo_44k.wav", "speech_like_mono.opus",
-        "speech_like_mono_24bit.flac", "surround_5.1.wav", "tone_1k_-23dBFS_stereo.wav",
-    ])
+    assert names == sorted(
+        [
+            "faulty_speech_clipped_gaps.wav",
+            "mix_stereo.m4a",
+            "mix_stereo.mp3",
+            "music_like_stereo_44k.wav",
+            "speech_like_mono.opus",
+            "speech_like_mono_24bit.flac",
+            "surround_5.1.wav",
+            "tone_1k_-23dBFS_stereo.wav",
+        ]
+    )
     assert io.probe(str(tmp_path / "surround_5.1.wav")).audio.channel_layout == "5.1(side)"
 
 

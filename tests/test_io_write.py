@@ -495,7 +495,7 @@ def test_video_is_copied_bit_for_bit(media, extra, tmp_path, src, ext):
     assert [c.kind for c in plan.copied_streams] == ["video"]
     before, after = video_packets(path), video_packets(out)
     assert len(after) == len(before) > 100
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         assert (a["data_hash"], a["size"], a["flags"]) == (b["data_hash"], b["size"], b["flags"])
         assert float(a["pts_time"]) == pytest.approx(float(b["pts_time"]), abs=1e-3)  # Matroska: 1 ms
         if ext != "mkv":  # Matroska stores no decode times

@@ -15,7 +15,7 @@ from audiolib.loudness import _ANNEX2_PHASES, k_weighting_sos, second_difference
 def _blocks(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     cuts = np.sort(rng.choice(np.arange(1, n), size=12, replace=False))
     edges = [0, *cuts.tolist(), n]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def test_kweighted_power_is_the_two_biquads_in_float64():
@@ -135,7 +135,13 @@ def test_meter_true_peak_is_independent_of_the_blocks():
     taps = true_peak_taps(48000).taps
     padded = np.concatenate((np.zeros((2, 23)), x.astype(np.float64), np.zeros((2, 23))), axis=1)
     want = max(_all_phases_peak(padded[c], taps) for c in range(2))
-    for sizes in ([20000], [10000, 10000], [9996, 10004], [3, 5, 9995, 2, 10, 1, 9984], list(rng.integers(1, 40, 2000))):
+    for sizes in (
+        [20000],
+        [10000, 10000],
+        [9996, 10004],
+        [3, 5, 9995, 2, 10, 1, 9984],
+        list(rng.integers(1, 40, 2000)),
+    ):
         meter = LoudnessMeter(48000, ("FL", "FR"))
         pos = 0
         for n in sizes:

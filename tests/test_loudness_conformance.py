@@ -67,7 +67,7 @@ def tone_sequence(segments, sr: int = FS, freq: float = 1000.0, channels: int = 
     """
     edges = np.round(np.cumsum([0.0] + [s for _, s in segments]) * sr).astype(np.int64)
     env = np.zeros(edges[-1])
-    for (level, _), a, b in zip(segments, edges[:-1], edges[1:]):
+    for (level, _), a, b in zip(segments, edges[:-1], edges[1:], strict=True):
         env[a:b] = 0.0 if level is None else amp(level)
     n = np.arange(edges[-1])
     return np.tile(env * np.sin(2.0 * np.pi * freq * n / sr), (channels, 1))

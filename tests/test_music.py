@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 from audiolib.errors import InvalidParameter
-from audiolib.music import (CONTEXT_SEGMENTS, FRAMES_PER_SEGMENT, MIN_BATCH_FRAMES, SEGMENT_S,
-                            MusicDetector)
+from audiolib.music import CONTEXT_SEGMENTS, FRAMES_PER_SEGMENT, MIN_BATCH_FRAMES, SEGMENT_S, MusicDetector
 from benchmarks.content_corpus import SOUNDFONT, _read_16k_mono, compose, write_midi
 from benchmarks.material import REAL_MUSIC_DIR, run_ffmpeg
 
@@ -200,8 +199,11 @@ def tts(engine: str, voice: str, text: str, wav) -> np.ndarray:
     return _read_16k_mono(wav)
 
 
-@pytest.mark.parametrize("engine, voice", [("flite", "slt"), ("espeak", "en+f4"), ("festival", "cmu_us_slt_arctic_hts")],
-                         ids=["flite-slt", "espeak-ng-en+f4", "festival-slt-hts"])
+@pytest.mark.parametrize(
+    "engine, voice",
+    [("flite", "slt"), ("espeak", "en+f4"), ("festival", "cmu_us_slt_arctic_hts")],
+    ids=["flite-slt", "espeak-ng-en+f4", "festival-slt-hts"],
+)
 def test_tts_speech_is_not_music(tmp_path, engine, voice):
     """Issue 19: a steady, clear synthetic voice is speech. Two paragraphs, each read twice (as the
     issue's example), by a voice of each of three engines: at most 5 % of the 1 s segments are

@@ -31,7 +31,7 @@ from audiolib.normalize import (
 )
 from benchmarks.bench_remedy import ebur128_precise
 from benchmarks.material import REAL_MUSIC_DIR, programme
-from tests.conftest import espeak_speech
+from conftest import espeak_speech
 
 SR = 48000
 ACCURACY_LU = 0.3  # what the remedy promises, read by FFmpeg's meter
@@ -240,7 +240,7 @@ def test_streaming_in_random_blocks_equals_one_shot():
     one, _ = normalize_with_result(y, SR, measured_lufs=measure(y, SR).integrated_lufs, target_lufs=-10.0,
                                    max_corrections=0)
     gain = -10.0 - measure(y, SR).integrated_lufs
-    for trial in range(3):
+    for _ in range(3):
         sizes = []
         while sum(sizes) < y.shape[1]:
             sizes.append(int(rng.choice([1, 2, 7, 13, 100, 257, 4096, 20000])))

@@ -14,8 +14,17 @@ from audiolib.diagnose import DiagnoseOptions, diagnose
 from audiolib.errors import InvalidParameter
 from audiolib.io import write
 from audiolib.loudness import measure
-from audiolib.perceptual import (DNSMOS_INT8_PATH, DNSMOS_WINDOW_S, DNSMOS_WINDOW_SAMPLES, OpenVinoSession,
-                                 PerceptualAnalyzer, dnsmos_p835, dnsmos_run, dnsmos_session, mos_to_score)
+from audiolib.perceptual import (
+    DNSMOS_INT8_PATH,
+    DNSMOS_WINDOW_S,
+    DNSMOS_WINDOW_SAMPLES,
+    OpenVinoSession,
+    PerceptualAnalyzer,
+    dnsmos_p835,
+    dnsmos_run,
+    dnsmos_session,
+    mos_to_score,
+)
 from benchmarks.material import with_noise
 from conftest import SR, espeak_speech
 
@@ -170,11 +179,16 @@ def test_unfolded_first_conv_gives_the_same_outputs(tmp_path):
     rng = np.random.default_rng(11)
     frames, bins, channels = build.SPECTROGRAM_FRAMES, build.SPECTROGRAM_BINS, 8
     w = rng.integers(-63, 64, (channels, 1, 3, 3)).astype(np.int8)  # 7-bit weights, as the build's
-    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "xs"), numpy_helper.from_array(np.array(128, np.uint8), "xz"),
-             numpy_helper.from_array(w, "wq"), numpy_helper.from_array(rng.uniform(0.01, 0.02, channels).astype(np.float32), "ws"),
-             numpy_helper.from_array(np.zeros(channels, np.int8), "wz"),
-             numpy_helper.from_array(rng.normal(0, 0.5, channels).astype(np.float32), "b"),
-             numpy_helper.from_array(np.array(0.1, np.float32), "ys"), numpy_helper.from_array(np.array(0, np.uint8), "yz")]
+    inits = [
+        numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+        numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+        numpy_helper.from_array(w, "wq"),
+        numpy_helper.from_array(rng.uniform(0.01, 0.02, channels).astype(np.float32), "ws"),
+        numpy_helper.from_array(np.zeros(channels, np.int8), "wz"),
+        numpy_helper.from_array(rng.normal(0, 0.5, channels).astype(np.float32), "b"),
+        numpy_helper.from_array(np.array(0.1, np.float32), "ys"),
+        numpy_helper.from_array(np.array(0, np.uint8), "yz"),
+    ]
     nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xdq"]),
              helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wdq"], axis=0),
@@ -183,8 +197,13 @@ def test_unfolded_first_conv_gives_the_same_outputs(tmp_path):
              helper.make_node("Relu", ["c"], ["r"]),
              helper.make_node("QuantizeLinear", ["r", "ys", "yz"], ["yq"]),
              helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
-    graph = helper.make_graph(nodes, "first_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, frames, bins])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, frames, bins])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "first_conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, frames, bins])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, frames, bins])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     plain, unfolded = tmp_path / "plain.onnx", tmp_path / "unfolded.onnx"
     onnx.save(model, plain)
@@ -283,7 +302,9 @@ def test_vad_sequence_network_matches_the_shipped_model_step_by_step():
     rows, steps = 4, 40
     x = np.resize(y, (rows, steps * FRAME_SAMPLES + CONTEXT_SAMPLES)).astype(np.float32)
     state0 = (0.1 * rng.standard_normal((2, rows, 128))).astype(np.float32)
-    frames = np.stack([x[:, t * FRAME_SAMPLES:t * FRAME_SAMPLES + FRAME_SAMPLES + CONTEXT_SAMPLES] for t in range(steps)])
+    frames = np.stack(
+        [x[:, t * FRAME_SAMPLES : t * FRAME_SAMPLES + FRAME_SAMPLES + CONTEXT_SAMPLES] for t in range(steps)]
+    )
     seq_probs, seq_state = ov.run(None, {"frames": frames, "state": state0})
     assert seq_probs.shape == (steps, rows) and seq_state.shape == (2, rows, 128)
     b = state0

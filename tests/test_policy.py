@@ -257,9 +257,8 @@ def test_clean_speech_rejects_upsampled_narrowband_mono_and_skips_phase(tmp_path
 def test_clean_speech_warns_on_noisy_speech(tmp_path):
     """The perceptual rules: speech passes the speech, music and SNR rules; the same speech with
     white noise 10 dB under it warns on the SNR (and the noise score falls)."""
-    from conftest import espeak_speech
-
     from benchmarks.material import with_noise
+    from conftest import espeak_speech
 
     speech = espeak_speech(20.0)
     rows = {}
@@ -371,8 +370,9 @@ def test_when_missing(when_missing, verdict):
 
 
 def test_reasons_fit_the_report_schema(loud_clipped_row):
-    from audioqc.report import RunInfo, make_row, schema
     import pyarrow as pa
+
+    from audioqc.report import RunInfo, make_row, schema
 
     v = evaluate(load_policy("ebu-r128"), loud_clipped_row)
     row = make_row(RunInfo.new("t"), "x.wav", etag=None, mtime=None, size_bytes=1, verdict=v.verdict,
@@ -511,7 +511,10 @@ remedies:
 
 def test_remedies_parse_and_the_failed_rules_name_them_in_order():
     p = parse_policy(REMEDY_POLICY, source="r.yaml")
-    assert [r.text for _, r in p.remedies] == ["denoise(amount=100)", "loudness(target_lufs=-23.0, true_peak_max_dbtp=-1.0)"]
+    assert [r.text for _, r in p.remedies] == [
+        "denoise(amount=100)",
+        "loudness(target_lufs=-23.0, true_peak_max_dbtp=-1.0)",
+    ]
     v = evaluate(p, {"loudness_integrated_lufs": -18.0, "noise_score_snr_db": 10.0, "clipping_events": 3})
     assert [r["remedy"] for r in v.reasons] == ["loudness", "denoise", None]
     assert [r.name for r in p.remedies_for(v)] == ["denoise", "loudness"]  # denoise first

@@ -121,7 +121,9 @@ def test_remedy_branch_on_s3(prefect_api, s3, tmp_path):
     # remedies as text, in order: denoise first
     assert list(remedied.loc[base + "noisy_speech.wav", "remedies"]) == [
         "denoise(amount=100)", "loudness(target_lufs=-23.0, true_peak_max_dbtp=-1.0)"]
-    assert list(remedied.loc[base + "clipped.wav", "remedies"]) == ["loudness(target_lufs=-23.0, true_peak_max_dbtp=-1.0)"]
+    assert list(remedied.loc[base + "clipped.wav", "remedies"]) == [
+        "loudness(target_lufs=-23.0, true_peak_max_dbtp=-1.0)"
+    ]
     # every remedied file on target by an independent meter
     for url in remedied.source_url:
         local = tmp_path / url.rsplit("/", 1)[-1]

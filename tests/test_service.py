@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service_support import KEY, OTHER_KEY, Recorder, Server, cli, decoded, make_media
+from service_support import KEY, OTHER_KEY, Recorder, Server, cli, decoded, make_media
 
 BUCKET = "service-media"
 
@@ -304,16 +304,37 @@ def test_other_400s(api):
         ("/api/v1/invoke?namespace=LoudnessDetect", {"data": "not base64!"}, "base64"),
         ("/api/v1/invoke?namespace=LoudnessDetect", {}, "data"),
         ("/api/v1/invoke?namespace=Other", {"data": "AAAA"}, "namespace"),
-        ("/api/v1/invoke?namespace=LoudnessDetect", {"data": "AAAA", "payload": json.dumps(
-            {"audio_info": {"format": "pcm"}})}, "sample_rate"),
+        (
+            "/api/v1/invoke?namespace=LoudnessDetect",
+            {"data": "AAAA", "payload": json.dumps({"audio_info": {"format": "pcm"}})},
+            "sample_rate",
+        ),
         ("/v1/videos:annotate", {"inputUri": "http://127.0.0.1/a", "features": ["LABELS"]}, "AUDIO_FORMAT"),
-        ("/v1/videos:annotate", {"inputUri": "http://127.0.0.1/a", "features": ["AUDIO_FORMAT"],
-                                 "videoContext": {"audioFormatConfig": {"compressed_channels": [-1]}}}, "compressed"),
+        (
+            "/v1/videos:annotate",
+            {
+                "inputUri": "http://127.0.0.1/a",
+                "features": ["AUDIO_FORMAT"],
+                "videoContext": {"audioFormatConfig": {"compressed_channels": [-1]}},
+            },
+            "compressed",
+        ),
         ("/media/diagnose", {}, "input"),
         ("/media/enhance", {"input": "http://127.0.0.1/a.wav", "output": "http://127.0.0.1/b.xyz"}, "extension"),
-        ("/media/enhance", {"input": "http://127.0.0.1/a.wav", "output": "http://127.0.0.1/b.wav",
-                            "audio": {"noise": {"reduction": {"amount": "extreme"}}}}, "amount"),
-        ("/v1/remove-noise", {"input": "http://127.0.0.1/a.wav", "noiseReductionAmount": "101"}, "noiseReductionAmount"),
+        (
+            "/media/enhance",
+            {
+                "input": "http://127.0.0.1/a.wav",
+                "output": "http://127.0.0.1/b.wav",
+                "audio": {"noise": {"reduction": {"amount": "extreme"}}},
+            },
+            "amount",
+        ),
+        (
+            "/v1/remove-noise",
+            {"input": "http://127.0.0.1/a.wav", "noiseReductionAmount": "101"},
+            "noiseReductionAmount",
+        ),
         ("/v1/remove-noise", {"input": "not-a-file-id"}, "fileId"),
         ("/v1/remove-noise", {"input": "http://127.0.0.1/a.wav", "outputExtension": "exe"}, "outputExtension"),
     ]

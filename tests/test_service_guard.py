@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from audioqc.service.netguard import FetchError, NetGuard
-from tests.service_support import Recorder, Server
+from service_support import Recorder, Server
 
 
 @pytest.fixture(scope="module")

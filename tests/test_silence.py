@@ -62,7 +62,7 @@ def ours(path: str, *, noise="-30dB", duration=0.5, mono=True, start=None, end=N
 
 def assert_same(a: list[tuple[float, float]], b: list[tuple[float, float]], tol: float = 0.010) -> None:
     assert len(a) == len(b), (a, b)
-    for (s1, e1), (s2, e2) in zip(a, b):
+    for (s1, e1), (s2, e2) in zip(a, b, strict=True):
         assert abs(s1 - s2) <= tol and abs(e1 - e2) <= tol, (a, b)
 
 
@@ -182,8 +182,9 @@ def test_delayed_audio_track_reports_file_time(tmp_path):
     assert_same(got, ffmpeg_silences(path, "silencedetect=noise=-60dB:d=0.5")[None])
     assert got[0][0] == pytest.approx(3.0, abs=0.05)
     ranged = ours(path, noise="-60dB", start=2.5, end=5.0)
-    assert [(round(a, 2), round(b, 2)) for a, b in ((iv.start_s, iv.end_s) for iv in ranged.blocks["silence"].intervals)] \
-        == [(round(got[0][0], 2), round(got[0][1], 2))]
+    assert [
+        (round(a, 2), round(b, 2)) for a, b in ((iv.start_s, iv.end_s) for iv in ranged.blocks["silence"].intervals)
+    ] == [(round(got[0][0], 2), round(got[0][1], 2))]
     assert ranged.decode.frames == pytest.approx(2.5 * 44100, abs=2)
 
 

@@ -322,7 +322,7 @@ def test_start_s_shifts_reported_times() -> None:
     x, _, _ = with_events(layout, n_sibilant=1, n_pop=2)
     a, b = detect(layout, x), detect(layout, x, start_s=3600.0)
     assert (a.plosive, a.sibilance) == (b.plosive, b.sibilance) == (2, 1)
-    for ea, eb in zip(a.plosive_events + a.sibilance_events, b.plosive_events + b.sibilance_events):
+    for ea, eb in zip(a.plosive_events + a.sibilance_events, b.plosive_events + b.sibilance_events, strict=True):
         assert eb.start_s - ea.start_s == pytest.approx(3600.0)
         assert eb.end_s - ea.end_s == pytest.approx(3600.0)
         assert eb.level_db == ea.level_db

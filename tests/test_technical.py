@@ -139,7 +139,7 @@ def aphasemeter(ffmpeg: str, path) -> tuple[float, list[tuple[float, float]]]:
     values = [float(v) for v in re.findall(r"lavfi\.aphasemeter\.phase=(-?[\d.]+)", proc.stdout)]
     starts = [float(v) for v in re.findall(r"out_phase_start: (-?[\d.]+)", proc.stderr)]
     ends = [float(v) for v in re.findall(r"out_phase_end: (-?[\d.]+)", proc.stderr)]
-    return float(np.mean(values)), list(zip(starts, ends))
+    return float(np.mean(values)), list(zip(starts, ends, strict=True))
 
 
 def stereo_programme(seconds: float, *, seed: int = 3) -> np.ndarray:
@@ -307,7 +307,7 @@ def test_three_dropouts_found_exactly_one_across_a_block_boundary():
     y = with_gaps(programme(6.0), starts, 0.005)
     r = analyse(DropoutAnalyzer, y)
     assert r.count == 3 and len(r.events) == 3
-    for ev, s in zip(r.events, starts):
+    for ev, s in zip(r.events, starts, strict=True):
         assert ev.start_s == pytest.approx(s, abs=0.001)
         assert ev.end_s == pytest.approx(s + 0.005, abs=0.001)
         assert ev.channels == STEREO
@@ -374,7 +374,7 @@ def compare(a, b, path: str = "") -> None:
             compare(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, list):
         assert len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
+        for i, (u, v) in enumerate(zip(a, b, strict=True)):
             compare(u, v, f"{path}[{i}]")
     elif isinstance(a, float):
         assert a == pytest.approx(b, rel=1e-6, abs=1e-6), path

@@ -59,8 +59,11 @@ def test_a_shift_in_one_group_alerts_there_and_nowhere_else(shifted):
     last = result.runs[-1]
     assert last.files == 300 and last.errors == 0
     assert sum(last.verdicts.values()) == 300 and last.rate("fail") == pytest.approx(last.verdicts["fail"] / 300)
-    assert set(last.fail_counts) <= {"loudness_integrated_lufs between [-24.0, -22.0]", "loudness_true_peak_dbtp <= -1.0",
-                                     "clipping_events == 0"}
+    assert set(last.fail_counts) <= {
+        "loudness_integrated_lufs between [-24.0, -22.0]",
+        "loudness_true_peak_dbtp <= -1.0",
+        "clipping_events == 0",
+    }
     q = last.metrics["quality_score_average"]
     assert q.n == 300 and q.p10 < q.median < q.p90
     creator_b = next(g for g in result.groups if g.value == "creatorB")
@@ -155,7 +158,7 @@ def test_group_keys(tmp_path):
     assert rates == {"44100", "48000"}
     verdicts = {g.value: g.runs[-1].files for g in trends(url, group_by="verdict").groups}
     expected = {v: int(n) for v, n in zip(*np.unique(hist[-1][1]["verdict"].to_numpy(zero_copy_only=False),
-                                                   return_counts=True))}
+                                                   return_counts=True), strict=True)}
     assert verdicts == expected
     # policy: from the runs' manifests; runs without one are '(unknown)'
     history.write_manifest(url, "run-001", source="/collection", root="/collection", policy="ebu-r128")
@@ -178,7 +181,10 @@ def test_prefix_is_relative_to_the_manifest_root(tmp_path):
     import pandas as pd
 
     assert len(pd.read_parquet(url)) == 60 and report.read_report(url).num_rows == 60
-    assert duckdb.sql(f"select count(*) from read_parquet('{url}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0] == 60
+    assert (
+        duckdb.sql(f"select count(*) from read_parquet('{url}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+        == 60
+    )
 
 
 def test_holm_matches_its_definition():
@@ -225,7 +231,9 @@ def test_cli_one_run_says_there_is_nothing_to_compare(tmp_path):
 def test_cli_html_and_png(shifted, tmp_path):
     html = tmp_path / "t.html"
     pngs = tmp_path / "png"
-    done = _cli("trends", shifted, "--group-by", "prefix", "--html", str(html), "--png", str(pngs), "--policy", "ebu-r128")
+    done = _cli(
+        "trends", shifted, "--group-by", "prefix", "--html", str(html), "--png", str(pngs), "--policy", "ebu-r128"
+    )
     assert done.returncode == 0, done.stderr
     names = {p.name for p in pngs.glob("*.png")}
     assert {"collection_quality.png", "distribution_loudness.png", "distribution_scores.png",
@@ -276,8 +284,8 @@ def test_cli_bad_input_is_one_line(tmp_path, setup, args, code, words):
 
 
 def test_run_cache_is_built_once_refreshed_when_a_run_grows_and_invisible_to_readers(tmp_path):
-    """The first read writes one narrow file per run under the sidecar folder r.audioqc/cache/; a run that gains parts (a
-    resumed audit) is cached again; pandas, pyarrow and DuckDB still see exactly the report's rows."""
+    """The first read writes one narrow file per run under the sidecar folder r.audioqc/cache/; a run that gains parts
+    (a resumed audit) is cached again; pandas, pyarrow and DuckDB still see exactly the report's rows."""
     import duckdb
     import pandas as pd
 
@@ -301,4 +309,7 @@ def test_run_cache_is_built_once_refreshed_when_a_run_grows_and_invisible_to_rea
     cached = history.read(url, ["run_id", "quality_score_average"])
     assert sorted(direct.to_pylist(), key=str) == sorted(cached.to_pylist(), key=str)
     assert len(pd.read_parquet(url)) == 310 and report.read_report(url).num_rows == 310
-    assert duckdb.sql(f"select count(*) from read_parquet('{url}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0] == 310
+    assert (
+        duckdb.sql(f"select count(*) from read_parquet('{url}/**/*.parquet', hive_partitioning=true)").fetchall()[0][0]
+        == 310
+    )

@@ -70,7 +70,11 @@ def test_audit_with_trends_marks_the_run_and_writes_the_report(prefect_api, tmp_
     manifest = json.loads((Path(str(dest) + ".audioqc") / "runs" / "tonight.json").read_text())
     assert manifest["root"] == str(media) and manifest["policy"] == "ebu-r128"
     page = Path(found["html"])
-    assert page.parent == Path(str(dest) + ".audioqc") / "trends" and page.exists() and (page.parent / "latest.html").exists()
+    assert (
+        page.parent == Path(str(dest) + ".audioqc") / "trends"
+        and page.exists()
+        and (page.parent / "latest.html").exists()
+    )
     assert "loudness_integrated_lufs" in page.read_text() and "ALERT" in page.read_text()
     assert report.read_report(dest).num_rows == 6 * 6  # the readers never see the extra files
     # Prefect: the artifacts, and the flow run tagged for an automation

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.golden.__main__ import PATH, current
+from golden.__main__ import PATH, current
 
 
 def test_schema_changes_only_with_a_schema_version_bump():

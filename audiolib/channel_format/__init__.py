@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from .alarms import alarm_intervals
 from .analyzer import ChannelFormatAnalyzer, analyze
-from .results import FORMAT_MASK_BITS, LABELS, AlarmEvent, AlarmSettings, ChannelFormatResult, CompressedAudio, \
-    FormatSegment
+from .results import (
+    FORMAT_MASK_BITS,
+    LABELS,
+    AlarmEvent,
+    AlarmSettings,
+    ChannelFormatResult,
+    CompressedAudio,
+    FormatSegment,
+)
 from .st337 import ST337_DATA_TYPES
 
 __all__ = [

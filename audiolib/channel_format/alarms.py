@@ -1,12 +1,11 @@
-"""Alarm timing: how long a violation lasts before the alarm raises (secsInAlarmDuration). See docs/channel-format.md."""
+"""Alarm timing: how long a violation lasts before the alarm raises (secsInAlarmDuration).
+See docs/channel-format.md."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-
-
 
 # ----------------------------------------------------------------------------------------------
 # Alarm timing

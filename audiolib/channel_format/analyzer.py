@@ -1,4 +1,5 @@
-"""The channel-format analyzer: per-segment format labels over time, compressed audio, alarms. See docs/channel-format.md."""
+"""The channel-format analyzer: per-segment format labels over time, compressed audio, alarms.
+See docs/channel-format.md."""
 
 from __future__ import annotations
 
@@ -11,11 +12,27 @@ import numpy as np
 from ..channels import LFE_NAMES, default_layout
 from ..errors import InvalidParameter
 from .alarms import alarm_intervals
-from .results import (_MONO, _PAIRS, _SILENCE, _STEREO, _STEREO_MONO, _STEREO_SAP, _STEREO_SURROUND, _SURROUND,
-                      _SURROUND_MONO, _SURROUND_SAP, _SURROUND_STEREO, LABELS, AlarmEvent, AlarmSettings,
-                      ChannelFormatResult, CompressedAudio, FormatSegment, _is_number)
+from .results import (
+    _MONO,
+    _PAIRS,
+    _SILENCE,
+    _STEREO,
+    _STEREO_MONO,
+    _STEREO_SAP,
+    _STEREO_SURROUND,
+    _SURROUND,
+    _SURROUND_MONO,
+    _SURROUND_SAP,
+    _SURROUND_STEREO,
+    LABELS,
+    AlarmEvent,
+    AlarmSettings,
+    ChannelFormatResult,
+    CompressedAudio,
+    FormatSegment,
+    _is_number,
+)
 from .st337 import _FILLER_TYPES, _LOSSLESS, _UNWRAPPED, _UNWRAPPED_NOTE, ST337_DATA_TYPES, _BurstRun, _find_bursts
-
 
 # ----------------------------------------------------------------------------------------------
 # The analyzer
@@ -223,7 +240,7 @@ class ChannelFormatAnalyzer:
             self._accumulate(x[:, pos:])
         self._frames += n
         if windows:
-            self._classify(*(np.concatenate(parts) for parts in zip(*windows)), bursts)
+            self._classify(*(np.concatenate(parts) for parts in zip(*windows, strict=True)), bursts)
         if bursts:
             self._track(bursts)
         self._close_stale(self._frames - self._gap)
@@ -288,7 +305,7 @@ class ChannelFormatAnalyzer:
         # Runs of equal labels go to the segmenter in one call each.
         change = np.flatnonzero(np.diff(labels)) + 1
         bounds = np.concatenate([[0], change, [k]])
-        for a, b in zip(bounds[:-1], bounds[1:]):
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             self._segmenter.add(int(labels[a]), int(starts[a]), int(ends[b - 1]))
 
     def _label_fast(self, active: np.ndarray, cov: np.ndarray, var: np.ndarray) -> np.ndarray:

@@ -12,7 +12,6 @@ import numpy as np
 
 from ..errors import InvalidParameter
 
-
 #: Every label the analyzer gives, lower case as in the reference's example output.
 LABELS: tuple[str, ...] = (
     "silence", "mono", "stereo", "5.1", "5.1 stereo", "stereo 5.1", "stereo pairs",

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-
 # SMPTE ST 337 sec. 6 / IEC 61937-1 sec. 6.1: burst preambles Pa (sync word 1) and Pb (sync word 2)
 # for 16-, 20- and 24-bit data words.
 _PA = {16: 0xF872, 20: 0x6F872, 24: 0x96F872}
@@ -117,11 +115,11 @@ def _find_bursts(x: np.ndarray, limit: int, modes: Sequence[int]) -> list[tuple[
         c, p = c[ok], p[ok]
         if c.size:
             dtypes = (_words(x[c, p + 1]) >> 8) & 0x1F  # Pc, burst_info left-justified
-            found += [(int(a), int(b), 2, bits, int(t)) for a, b, t in zip(p, c, dtypes)]
+            found += [(int(a), int(b), 2, bits, int(t)) for a, b, t in zip(p, c, dtypes, strict=True)]
         # Subframe mode: Pa, Pb, Pc, Pd in consecutive samples of one channel.
         ok = x[ch, pos + 1] == _PB_F[bits]
         c, p = ch[ok], pos[ok]
         if c.size:
             dtypes = (_words(x[c, p + 2]) >> 8) & 0x1F
-            found += [(int(a), int(b), 1, bits, int(t)) for a, b, t in zip(p, c, dtypes)]
+            found += [(int(a), int(b), 1, bits, int(t)) for a, b, t in zip(p, c, dtypes, strict=True)]
     return found

@@ -16,7 +16,25 @@ from ..validate import number as _number
 from ..validate import stream_args as _stream_args
 from ._common import _round
 
-__all__ = ["BandwidthAnalyzer", "BandwidthResult", "BW_FFT_SIZE", "BW_BANDS", "BW_HOP_S", "BW_DENSE_HOP_S", "BW_DENSE_S", "BW_CLIFF_DB", "BW_GUARD_OCTAVES", "BW_EDGE_DB", "BW_REF_OCTAVES", "BW_ABOVE_PERCENTILE", "BW_DYNAMIC_RANGE_DB", "BW_EMPTY_DB", "COMMON_RATES_HZ", "UPSAMPLED_WINDOW", "UPSAMPLED_MAX_RATIO"]
+__all__ = [
+    "BandwidthAnalyzer",
+    "BandwidthResult",
+    "BW_FFT_SIZE",
+    "BW_BANDS",
+    "BW_HOP_S",
+    "BW_DENSE_HOP_S",
+    "BW_DENSE_S",
+    "BW_CLIFF_DB",
+    "BW_GUARD_OCTAVES",
+    "BW_EDGE_DB",
+    "BW_REF_OCTAVES",
+    "BW_ABOVE_PERCENTILE",
+    "BW_DYNAMIC_RANGE_DB",
+    "BW_EMPTY_DB",
+    "COMMON_RATES_HZ",
+    "UPSAMPLED_WINDOW",
+    "UPSAMPLED_MAX_RATIO",
+]
 
 # --- bandwidth ---------------------------------------------------------------------------------
 BW_FFT_SIZE = 4096  # 85 ms at 48 kHz; 2048 bins -> 256 bands of 8 bins

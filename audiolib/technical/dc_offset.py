@@ -55,13 +55,13 @@ class DcOffsetResult:
 
     @property
     def flagged(self) -> tuple[str, ...]:
-        return tuple(n for n, v in zip(self.channel_names, self.dc_offset_dbfs)
+        return tuple(n for n, v in zip(self.channel_names, self.dc_offset_dbfs, strict=True)
                      if v is not None and v >= self.threshold_dbfs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "channels": {n: {"dc_offset": _round(v, 9), "dc_offset_dbfs": _round(d, 2)}
-                         for n, v, d in zip(self.channel_names, self.dc_offset, self.dc_offset_dbfs)},
+                         for n, v, d in zip(self.channel_names, self.dc_offset, self.dc_offset_dbfs, strict=True)},
             "max_abs_dc_offset_dbfs": _round(self.max_abs_dc_offset_dbfs, 2),
             "flagged": list(self.flagged),
             "threshold_dbfs": self.threshold_dbfs,

@@ -16,7 +16,14 @@ from ..validate import number as _number
 from ..validate import stream_args as _stream_args
 from ._common import MAX_EVENTS
 
-__all__ = ["DropoutAnalyzer", "DropoutResult", "DROPOUT_MIN_S", "DROPOUT_MAX_S", "DROPOUT_CONTEXT_S", "DROPOUT_CONTEXT_DBFS"]
+__all__ = [
+    "DropoutAnalyzer",
+    "DropoutResult",
+    "DROPOUT_MIN_S",
+    "DROPOUT_MAX_S",
+    "DROPOUT_CONTEXT_S",
+    "DROPOUT_CONTEXT_DBFS",
+]
 
 # --- dropouts ----------------------------------------------------------------------------------
 DROPOUT_MIN_S = 0.001  # documented choice: shorter exact-zero runs occur at zero crossings
@@ -191,7 +198,7 @@ class DropoutAnalyzer:
             starts, ends = starts[:-1], ends[:-1]
         length = ends - starts
         keep = (length >= self._min_n) & (length <= self._max_n)
-        for s, e in zip(starts[keep].tolist(), ends[keep].tolist()):
+        for s, e in zip(starts[keep].tolist(), ends[keep].tolist(), strict=True):
             pre = pre_known[s] if s in pre_known else self._programme_before(c, row, s, g0)
             if not pre:
                 continue

@@ -15,7 +15,20 @@ from ..validate import number as _number
 from ..validate import stream_args as _stream_args
 from ._common import MAX_EVENTS, _interval, _round
 
-__all__ = ["PairPhase", "PhaseAnalyzer", "PhaseResult", "PhaseSection", "phase_pairs", "PHASE_WINDOW_S", "PHASE_THRESHOLD", "PHASE_MIN_SECTION_S", "PHASE_MAX_GAP_S", "PHASE_SILENCE_DBFS", "MAX_DOWNMIX_LOSS_DB", "PHASE_PAIRS"]
+__all__ = [
+    "PairPhase",
+    "PhaseAnalyzer",
+    "PhaseResult",
+    "PhaseSection",
+    "phase_pairs",
+    "PHASE_WINDOW_S",
+    "PHASE_THRESHOLD",
+    "PHASE_MIN_SECTION_S",
+    "PHASE_MAX_GAP_S",
+    "PHASE_SILENCE_DBFS",
+    "MAX_DOWNMIX_LOSS_DB",
+    "PHASE_PAIRS",
+]
 
 # --- phase -------------------------------------------------------------------------------------
 PHASE_WINDOW_S = 0.4  # BS.1770-4 momentary block length (400 ms)
@@ -166,9 +179,9 @@ class _PairState:
         self.num_sections = 0
 
 
-def _pair_sums(l: np.ndarray, r: np.ndarray) -> np.ndarray:
+def _pair_sums(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Sx, Sy, Sxx, Syy, Sxy of two float32 rows (float32 BLAS, returned as float64)."""
-    return np.array([l.sum(), r.sum(), l @ l, r @ r, l @ r], np.float64)
+    return np.array([left.sum(), right.sum(), left @ left, right @ right, left @ right], np.float64)
 
 
 class PhaseAnalyzer:
@@ -210,20 +223,20 @@ class PhaseAnalyzer:
         x = _block(block, len(self.channel_names))
         n, w = x.shape[1], self._w
         for st in self._pairs:
-            l, r = x[st.a], x[st.b]  # row views: no copy
+            left, r = x[st.a], x[st.b]  # row views: no copy
             i = min(w - st.part_n, n) if st.part_n else 0  # completes the window left open
             nw = (n - i) // w
             done = int(bool(i) and st.part_n + i == w)
             sums = np.empty((done + nw, 5), np.float64)
             if i:
-                st.part += _pair_sums(l[:i], r[:i])
+                st.part += _pair_sums(left[:i], r[:i])
                 st.part_n += i
                 if done:
                     sums[0] = st.part
                     st.part = np.zeros(5, np.float64)
                     st.part_n = 0
             if nw:
-                lw = l[i:i + nw * w].reshape(nw, w)
+                lw = left[i:i + nw * w].reshape(nw, w)
                 rw = r[i:i + nw * w].reshape(nw, w)
                 # Window sums in float32 by BLAS (relative error ~1e-6), then float64.
                 sums[done:, 0] = lw @ self._ones
@@ -235,7 +248,7 @@ class PhaseAnalyzer:
             if len(sums):
                 self._windows(st, sums)
             if i < n:
-                st.part = _pair_sums(l[i:], r[i:])
+                st.part = _pair_sums(left[i:], r[i:])
                 st.part_n = n - i
 
     def _windows(self, st: _PairState, sums: np.ndarray) -> None:

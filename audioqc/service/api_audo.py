@@ -72,7 +72,7 @@ def _own_job(request: Request | WebSocket, owner: str, job_id: str) -> Job:
 
 # upload ---------------------------------------------------------------------------------------
 
-async def _receive_file(request: Request, dest: str, limit: int) -> int:
+async def _receive_file(request: Request, dest: str, limit: int) -> int:  # noqa: C901 (parser callbacks share the part state)
     """Stream the multipart body's ``file`` part into ``dest``; returns its size in bytes."""
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser, parse_options_header

@@ -131,8 +131,15 @@ async def invoke(request: Request, namespace: str | None = None, version: str | 
     set_job(request, job.id)
     job = await runner.wait_done(job.id)
     if job.state != "succeeded":
-        return strict_json({"task_id": job.id, "namespace": NAMESPACE, "status_code": (job.error_status or 500) * 100000,
-                            "status_text": job.error or "error"}, job.error_status or 500)
+        return strict_json(
+            {
+                "task_id": job.id,
+                "namespace": NAMESPACE,
+                "status_code": (job.error_status or 500) * 100000,
+                "status_text": job.error or "error",
+            },
+            job.error_status or 500,
+        )
     return strict_json({"task_id": job.id, "namespace": NAMESPACE,
                         "payload": json.dumps(job.result["result"], allow_nan=False),
                         "status_code": SUCCESS_CODE, "status_text": "OK"})
