@@ -1,6 +1,7 @@
 # The README's two commands: `make demo` (set up, then audit the bundled samples into a Parquet
 # report, fix the failing ones with the policy's remedies into data/remedied/ and print the
-# before/after and per-file tables) and `make test` (set up, then run the whole test suite).
+# before/after and per-file tables) and `make test` (set up, lint with ruff and mypy, then run the whole
+# test suite).
 # .ci/run calls `make test`.
 .PHONY: setup samples demo test bench lock
 
@@ -15,6 +16,8 @@ demo: samples
 	.venv/bin/audioqc diagnose --table data/samples/*
 
 test: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
 
 bench: setup
