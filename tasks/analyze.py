@@ -50,7 +50,7 @@ def verdict_for(row: dict[str, Any], policy_spec: str | None) -> tuple[str | Non
 
 def analyze_one(obj: MediaObject, run: report.RunInfo, policy_spec: str | None) -> dict[str, Any]:
     """Diagnose one object; any failure becomes an error row naming the problem."""
-    common = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
+    common: dict[str, Any] = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
     if obj.problem is not None:  # the listing saw it cannot be read: never opened (a FIFO would block)
         return report.make_row(run, obj.url, error=f"{obj.url}: {obj.problem}", **common)
     try:

@@ -173,7 +173,7 @@ def remedied_row(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str) 
                                **common)
     try:
         obj = object_of(job.dest_url)
-        identity = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
+        identity: dict[str, Any] = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
     except Exception:  # the row is still worth writing without them
         identity = dict(etag=None, mtime=None, size_bytes=None)
     try:
