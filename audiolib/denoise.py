@@ -62,7 +62,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -93,6 +93,8 @@ CHUNK_FRAMES = 200
 #: Channel names passed through untouched (low-frequency effects: no speech to clean).
 PASS_THROUGH_CHANNELS = frozenset({"LFE", "LFE2", "LOW_FREQUENCY", "LOW_FREQUENCY_2"})
 
+_T = TypeVar("_T")
+
 
 def validate_amount(amount: Any) -> int:
     """``amount`` as an int in 1..100, else :class:`InvalidParameter` quoting the value."""
@@ -101,6 +103,18 @@ def validate_amount(amount: Any) -> int:
     if not 1 <= int(amount) <= 100:
         raise InvalidParameter(f"amount={amount!r} must be from 1 (almost no reduction) to 100 (full)")
     return int(amount)
+
+
+def _integer(value: object) -> int | None:
+    """``value`` as an int if it is an integer (a Python or numpy one, not a bool), else None.
+
+    The parameters it checks are typed ``int``, but callers pass numpy integers and, by mistake,
+    anything. Checked here, on ``object``: mypy takes ``int`` and ``numbers.Integral`` as disjoint,
+    so the same test inline made the rest of ``Denoiser.__init__`` unreachable to it (unchecked).
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return None
 
 
 def amount_to_atten_lim_db(amount: int) -> float | None:
@@ -162,8 +176,11 @@ def stateful_graph(model_bytes: bytes, time_axis: int = 2) -> tuple[bytes, list[
             source = node.input[0]
             if source not in shapes:
                 raise RuntimeError(f"DeepFilterNet graph: Pad {node.name} does not pad a graph input")
-            shape = list(shapes[source])
-            shape[time_axis] = past
+            padded = list(shapes[source])
+            padded[time_axis] = past
+            if None in padded:
+                raise RuntimeError(f"DeepFilterNet graph: Pad {node.name} pads an input of unknown shape")
+            shape = [d for d in padded if d is not None]
             name = f"{base}_state"
             new_nodes.append(helper.make_node("Concat", [f"{name}_in", source], [node.output[0]],
                                               axis=time_axis, name=f"{base}_concat"))
@@ -298,15 +315,25 @@ class _Model:
         ini = configparser.ConfigParser()
         ini.read_string(members["config.ini"].decode())
         df, net = ini["df"], ini["deepfilternet"]
+
+        def need(value: _T | None, key: str) -> _T:
+            if value is None:
+                raise RuntimeError(f"{tarball}: config.ini has no {key}")
+            return value
+
         if ini["train"].get("model") != "deepfilternet3":
             raise RuntimeError(f"{tarball}: model {ini['train'].get('model')!r} is not deepfilternet3")
         self.config = c = _Config(
-            sr=df.getint("sr"), fft_size=df.getint("fft_size"), hop=df.getint("hop_size"),
-            nb_erb=df.getint("nb_erb"), nb_df=df.getint("nb_df"), min_nb_erb_freqs=df.getint("min_nb_erb_freqs"),
+            sr=need(df.getint("sr"), "[df] sr"), fft_size=need(df.getint("fft_size"), "[df] fft_size"),
+            hop=need(df.getint("hop_size"), "[df] hop_size"), nb_erb=need(df.getint("nb_erb"), "[df] nb_erb"),
+            nb_df=need(df.getint("nb_df"), "[df] nb_df"),
+            min_nb_erb_freqs=need(df.getint("min_nb_erb_freqs"), "[df] min_nb_erb_freqs"),
             df_order=df.getint("df_order", fallback=net.getint("df_order", fallback=5)),
             df_lookahead=df.getint("df_lookahead", fallback=net.getint("df_lookahead", fallback=0)),
-            conv_lookahead=net.getint("conv_lookahead"), norm_tau_s=df.getfloat("norm_tau"),
-            lsnr_min_db=df.getfloat("lsnr_min"), lsnr_max_db=df.getfloat("lsnr_max"))
+            conv_lookahead=need(net.getint("conv_lookahead"), "[deepfilternet] conv_lookahead"),
+            norm_tau_s=need(df.getfloat("norm_tau"), "[df] norm_tau"),
+            lsnr_min_db=need(df.getfloat("lsnr_min"), "[df] lsnr_min"),
+            lsnr_max_db=need(df.getfloat("lsnr_max"), "[df] lsnr_max"))
         if c.sr != MODEL_RATE_HZ or c.hop * 2 != c.fft_size:
             raise RuntimeError(f"{tarball}: unexpected STFT ({c.sr} Hz, fft {c.fft_size}, hop {c.hop})")
         self.lookahead = max(c.conv_lookahead, c.df_lookahead)
@@ -500,14 +527,12 @@ class Denoiser:
     """
 
     def __init__(self, sample_rate: int, channels: int | Sequence[str], *, amount: int = DEFAULT_AMOUNT) -> None:
-        if (
-            isinstance(sample_rate, bool)
-            or not isinstance(sample_rate, numbers.Integral)
-            or not 1 <= sample_rate <= 1_536_000
-        ):
+        rate = _integer(sample_rate)
+        if rate is None or not 1 <= rate <= 1_536_000:
             raise InvalidParameter(f"sample_rate={sample_rate!r} must be an integer rate in Hz (1..1536000)")
-        if isinstance(channels, numbers.Integral) and not isinstance(channels, bool):
-            names: tuple[str, ...] = ("",) * int(channels)
+        count = _integer(channels)
+        if count is not None:
+            names: tuple[str, ...] = ("",) * count
         elif (
             isinstance(channels, Sequence)
             and not isinstance(channels, str)
@@ -518,7 +543,7 @@ class Denoiser:
             raise InvalidParameter(f"channels={channels!r} must be a count or a sequence of channel names")
         if not 1 <= len(names) <= 64:
             raise InvalidParameter(f"channels={channels!r}: from 1 to 64 channels")
-        self.sample_rate = int(sample_rate)
+        self.sample_rate = rate
         self.channels = len(names)
         self.amount = validate_amount(amount)
         self.passthrough = tuple(i for i, n in enumerate(names) if n.upper() in PASS_THROUGH_CHANNELS)
