@@ -127,10 +127,10 @@ def test_tech3341_cases_1_2_momentary_short_term(level):
 # ---------------------------------------------------------------------------- case 6 / weights
 def case6_signal(names) -> np.ndarray:
     """Tech 3341 case 6: 1 kHz, 20 s; L, R -28, C -24, Ls, Rs -30 dBFS; LFE (if any) silent."""
-    levels = {"FL": -28.0, "FR": -28.0, "FC": -24.0, "BL": -30.0, "BR": -30.0,
-              "SL": -30.0, "SR": -30.0, "LFE": None}
+    levels: dict[str, float | None] = {"FL": -28.0, "FR": -28.0, "FC": -24.0, "BL": -30.0, "BR": -30.0,
+                                       "SL": -30.0, "SR": -30.0, "LFE": None}
     mono = tone_sequence([(-30.0, 20.0)], channels=1)[0] / amp(-30.0)  # unit-peak sine
-    return np.stack([mono * (0.0 if levels[c] is None else amp(levels[c])) for c in names])
+    return np.stack([mono * (0.0 if (level := levels[c]) is None else amp(level)) for c in names])
 
 
 CASE6_LAYOUTS = [
