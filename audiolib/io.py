@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from io import BytesIO
-from typing import Any, BinaryIO
+from typing import Any, Literal
 
 import av
 import fsspec
@@ -237,7 +237,7 @@ def _open_container(url: str) -> Iterator[tuple[Any, int | None]]:
     """Open ``url`` with PyAV; yields ``(container, size_bytes)`` and always closes both."""
     if not isinstance(url, str) or not url:
         raise InvalidParameter(f"url={url!r} must be a non-empty string")
-    fileobj: BinaryIO | None = None
+    fileobj: _RemoteFile | None = None
     try:
         if _is_local(url):
             path = _local_path(url)
@@ -413,6 +413,7 @@ def _bit_depth(cc: Any) -> int | None:
 def _media_info(container: Any, astream: Any, url: str, size: int | None) -> MediaInfo:
     cc = astream.codec_context
     cont_duration = container.duration / av.time_base if container.duration else None
+    a_duration: float | None
     if astream.duration is not None and astream.time_base is not None:
         a_duration = float(astream.duration * astream.time_base)
     else:
@@ -809,6 +810,8 @@ def write(path: str, y: np.ndarray, sr: int, *, codec: str = "pcm_s16le", layout
         layout = default_layout(y.shape[0])[0]
     with av.open(str(path), mode="w", format=container_format) as out:
         stream = out.add_stream(codec, rate=sr, layout=layout)
+        # a codec that is not an audio encoder fails in add_stream (its context takes no layout)
+        assert isinstance(stream, av.AudioStream)
         if bit_rate:
             stream.bit_rate = bit_rate
         if sample_fmt:
@@ -1182,6 +1185,7 @@ def _open_encoder(codec: str, sample_format: str, rate: int, layout: str, bit_ra
     """Open the encoder as MediaWriter will: ``(frame_size, None)`` or ``(None, FFmpeg's message)``."""
     try:
         cc = av.CodecContext.create(codec, "w")
+        assert isinstance(cc, av.AudioCodecContext), codec  # the plan's codecs are audio encoders
         cc.sample_rate = rate
         cc.layout = layout
         cc.format = sample_format
@@ -1308,11 +1312,11 @@ def _same_target(source_url: str, output_url: str) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
     if _is_local(source_url) or _is_local(output_url):
         return False
-    a, b = urllib.parse.urlsplit(source_url), urllib.parse.urlsplit(output_url)
-    if a.scheme in ("http", "https"):
-        return (a.scheme, a.netloc.lower(), a.path) == (b.scheme, b.netloc.lower(), b.path)
+    src, dst = urllib.parse.urlsplit(source_url), urllib.parse.urlsplit(output_url)
+    if src.scheme in ("http", "https"):
+        return (src.scheme, src.netloc.lower(), src.path) == (dst.scheme, dst.netloc.lower(), dst.path)
     norm = lambda u: (u.scheme, u.netloc, u.path.strip("/").replace("//", "/"))  # noqa: E731
-    return norm(a) == norm(b)
+    return norm(src) == norm(dst)
 
 
 def _muxer_takes(muxer: str, template: Any) -> bool:
@@ -1695,7 +1699,7 @@ class MediaWriter:
     def __enter__(self) -> MediaWriter:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if exc_type is None:
             self.close()
         else:

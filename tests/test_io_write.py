@@ -667,6 +667,7 @@ with io.atomic_output(sys.argv[1]) as tmp:
 def _start_slow_writer(url: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, url], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    assert proc.stdout is not None and proc.stderr is not None  # both PIPE
     tmp = proc.stdout.readline().strip()
     assert tmp and os.path.getsize(tmp) == 3 << 20, proc.stderr.read() if not tmp else tmp
     return proc, tmp
