@@ -19,67 +19,40 @@ from __future__ import annotations
 
 import gc
 from collections import Counter, deque
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
-    update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 
-from audiolib import storage
-from audiolib import ANALYSIS_VERSION
 from audiolib.errors import InvalidParameter
 from audioqc import progress, report
-from tasks.analyze import analyze_batch, verdict_for
 from flows.checks import check_audit
-from flows.lifetime import subprocesses_die_with_us
+from flows.runner import WarmProcessPoolTaskRunner
+from flows.startup import Startup
+from flows.state import ReportState, report_state  # noqa: F401 (ReportState: API)
+from tasks.analyze import analyze_batch, verdict_for
+from tasks.handoff import take
 from tasks.remedy import RemedyJob, job_for, read_remedy_state, rediagnose, remedy, reusable, reuse_remedied
-from tasks.trends import audit_trends, check_options as check_trends_options
-from flows.runner import WarmProcessPoolTaskRunner, prewarm
 from tasks.storage import STORAGE_TASK, MediaObject, list_media
-
-@dataclass
-class ReportState:
-    """What an existing report says about this run and earlier ones."""
-
-    done: set[str] = field(default_factory=set)  # URLs with a row in this run already
-    next_part: int = 0
-    cache: dict[tuple, str] = field(default_factory=dict)  # identity -> run_id of a reusable row
-
-
-def _identity_of(row: dict[str, Any]) -> tuple:
-    if row.get("etag"):
-        return (row["source_url"], row["etag"], None, None)
-    mtime = row.get("mtime")
-    return (row["source_url"], None, row.get("size_bytes"), mtime.isoformat() if mtime else None)
+from tasks.trends import audit_trends
+from tasks.trends import check_options as check_trends_options
 
 
 @task(name="read report state", **STORAGE_TASK)
 def read_report_state(report_url: str, run_id: str) -> ReportState:
-    """Rows already written for ``run_id``, its next part number, and reusable earlier rows."""
-    state = ReportState()
-    try:
-        table = report.read_report(report_url, columns=["run_id", "run_time", "source_url", "etag", "mtime",
-                                                        "size_bytes", "status", "analysis_version"])
-    except (FileNotFoundError, OSError):
-        return state
-    if table.num_rows == 0:
-        return state
-    this = table.filter(pc.equal(table["run_id"], run_id))
-    state.done = set(this["source_url"].to_pylist())
-    if this.num_rows:
-        fs, root = storage.filesystem(report_url)
-        parts = [p for p in fs.find(root) if f"part-{run_id}-" in p]
-        state.next_part = 1 + max(int(p.rsplit("-", 1)[1].split(".")[0]) for p in parts)
-    ok = table.filter(pc.and_(pc.equal(table["status"], "ok"), pc.equal(table["analysis_version"], ANALYSIS_VERSION)))
-    ok = ok.filter(pc.invert(pc.equal(ok["run_id"], run_id))).sort_by([("run_time", "ascending")])
-    for row in ok.select(["run_id", "source_url", "etag", "mtime", "size_bytes"]).to_pylist():
-        state.cache[_identity_of(row)] = row["run_id"]  # the latest run wins
-    return state
+    """Rows already written for ``run_id``, its next part number, and reusable earlier rows
+    (:func:`flows.state.report_state`); what the audit's start-up read, when it read it
+    (:mod:`flows.startup`)."""
+    state = take("state", (report_url, run_id))
+    return state if state is not None else report_state(report_url, run_id)
 
 
 @task(name="write report part", **STORAGE_TASK)
@@ -145,6 +118,10 @@ def _guided_batches(items: list[MediaObject], batch_size: int, workers: int | No
         return o.size_bytes if o.size_bytes is not None else _UNKNOWN_SIZE_BYTES
 
     left = sum(size(o) for o in items)
+    if workers and workers > 1:
+        # a small collection: at most 1/(2 x workers) of its files per batch, so that every worker
+        # has some (the 8 demo files, 14 MB, were one batch of 7 and one of 1 under the byte floor)
+        batch_size = min(batch_size, max(1, -(-len(items) // (2 * workers))))
     batch: list[MediaObject] = []
     filled = target = 0
     for obj in items:
@@ -289,7 +266,9 @@ class _RemedyBranch:
         futures = self._start(fresh)
         if reuse:
             self.reused += len(reuse)
-            futures.append(reuse_remedied.submit(self.report_url, reuse, self.run, self.policy))
+            # run here, not on the pool: a storage step (it copies rows), and an unchanged re-audit
+            # then starts no worker at all
+            futures.append(_Done(reuse_remedied(self.report_url, reuse, self.run, self.policy)))
         return futures
 
     def resume(self) -> list[Any]:
@@ -303,6 +282,16 @@ class _RemedyBranch:
                 "not_fixable": self.not_fixable, "reused": self.reused,
                 "files": [{"file": url, "before": before, "after": writer.after.get(url)}
                           for url, before in self.before.items()]}
+
+
+class _Done:
+    """A result already computed, where the submit loop expects a future."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
 
 
 #: Figures the summary shows before and after a remedy.
@@ -401,8 +390,11 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         while pending:
             consume()
     writer.flush()
+    from prefect.runtime import flow_run
+
     summary = {
         "run_id": run.run_id,
+        "flow_run_id": flow_run.id,
         "run_date": run.run_date,
         "source": source,
         "report": report_url,
@@ -453,6 +445,36 @@ def _artifacts(summary: dict[str, Any]) -> None:
     create_markdown_artifact(key="audit-report", markdown="\n".join(lines))
 
 
+@contextmanager
+def _heartbeat_thread_not_joined() -> Iterator[None]:
+    """While active, a flow run does not wait for its heartbeat thread when it ends.
+
+    The flow engine (prefect 3.8, ``flow_engine._send_heartbeats``) sends a heartbeat when a run
+    starts and then every 180 s from a daemon thread that sleeps in whole seconds; when the run
+    ends it sets the thread's stop event and joins it, which waits for the rest of the current
+    second: 0.54 s of the 1.41 s an unchanged re-audit of the demo spent in its flow (cProfile).
+    The engine has a switch for not joining (``join_on_exit``, used by its async engine); this
+    sets it. The heartbeats are the same: the thread still stops at its next check, and it sends
+    nothing once the run is final."""
+    import inspect
+
+    import prefect.flow_engine as engine
+
+    original = getattr(engine, "_send_heartbeats", None)
+    if original is None or "join_on_exit" not in inspect.signature(original).parameters:
+        yield  # another Prefect: left as it is
+        return
+
+    def send_heartbeats(flow_engine: Any, join_on_exit: bool = True) -> Any:
+        return original(flow_engine, join_on_exit=False)
+
+    engine._send_heartbeats = send_heartbeats  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        engine._send_heartbeats = original
+
+
 def _one_certificate_file(directory: str) -> str | None:
     """A CA file holding one certificate (the first of certifi's bundle), written in ``directory``.
 
@@ -483,15 +505,20 @@ def _one_certificate_file(directory: str) -> str | None:
 
 
 def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: str | None = None,
-              **params: Any) -> dict[str, Any]:
+              startup: Startup | None = None, **params: Any) -> dict[str, Any]:
     """Run :func:`audit` with process parallelism (or on a Dask cluster) and one Prefect API.
 
-    Without ``PREFECT_API_URL`` a temporary local Prefect server is started once here and its URL
-    exported before any worker starts, so workers do not each start their own (DESIGN.md).  The
-    worker fork server is started first (:func:`flows.runner.prewarm`), so the workers' imports
-    overlap with the server's start-up; its clients load a one-certificate CA file
-    (:func:`_one_certificate_file`).  The summary gains ``timings_s``: ``server_start``,
-    ``flow`` and ``server_stop`` wall times (what ``benchmarks/bench_audit.py`` reports).
+    The Prefect API (:mod:`flows.server`): ``PREFECT_API_URL`` if one is configured, else a
+    background server that is up (``audioqc server start``), else a temporary local server started
+    for this run alone (once here, its URL exported before any worker starts, so that workers do
+    not each start their own; docs/design.md), which dies with this process and is stopped at the end.
+    ``startup`` (:class:`flows.startup.Startup`; made here if not given: the CLI makes it before it
+    imports Prefect) has launched that server, listed the collection, read the report's state and,
+    if any file needs analysis, started the worker fork server; if none does, no pool worker ever
+    starts.  The clients of a server audioqc chose load a one-certificate CA file
+    (:func:`_one_certificate_file`).  The summary gains ``timings_s``: ``server_start``, ``flow``,
+    ``server_stop`` and the start-up's phases (what ``benchmarks/bench_audit*.py`` report), and
+    ``prefect_api``: ``{"kind": "configured" | "background" | "temporary", "url": ...}``.
     """
     import os
     import time
@@ -500,56 +527,65 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     check_audit(source, report_url, workers=workers,
                 **{k: params[k] for k in ("policy", "run_id", "batch_size", "part_rows", "remedy_url", "trends",
                                           "create_report_bucket") if k in params})
-    if dask_address is not None:
-        from prefect_dask import DaskTaskRunner
-
-        runner: Any = DaskTaskRunner(address=dask_address)
-    else:
-        prewarm()  # worker imports overlap with the API server's start-up below
-        runner = WarmProcessPoolTaskRunner(max_workers=workers)
-    flow_ = audit.with_options(task_runner=runner)
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
+    if startup is None:
+        startup = Startup.begin(source, report_url, workers=workers, dask_address=dask_address,
+                                **{k: params[k] for k in ("include", "exclude", "run_id", "reuse") if k in params})
+    params["run_id"] = startup.run_id
     timings: dict[str, float] = {}
-
-    def run_flow() -> dict[str, Any]:
-        t0 = time.perf_counter()
-        summary = flow_(source, report_url, **params)
-        timings["flow"] = time.perf_counter() - t0
-        return {**summary, "timings_s": timings}
-
-    if PREFECT_API_URL.value():  # a server is configured (a deployment, a test harness, the user's)
-        return run_flow()
-
-    import tempfile
-
-    from prefect.settings import PREFECT_API_SSL_CERT_FILE
-
-    t0 = time.perf_counter()
-    server = SubprocessASGIServer()
-    with subprocesses_die_with_us():  # a kill -9 of this process takes the server with it
-        server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")))
-    timings["server_start"] = time.perf_counter() - t0
-    scratch = tempfile.TemporaryDirectory(prefix="audioqc-")
-    updates: dict[Any, str] = {PREFECT_API_URL: server.api_url}
-    ca_file = _one_certificate_file(scratch.name)
-    if ca_file:
-        updates[PREFECT_API_SSL_CERT_FILE] = ca_file
-    os.environ.update({setting.name: value for setting, value in updates.items()})
     try:
-        with temporary_settings(updates=updates):
-            return run_flow()
-    finally:
-        t0 = time.perf_counter()
-        try:  # send the run's last log lines while the server is still there
-            from prefect.logging.handlers import APILogWorker
+        if dask_address is not None:
+            from prefect_dask import DaskTaskRunner
 
-            APILogWorker.drain_all(timeout=5)
-        except Exception:  # logging must never fail the audit
-            pass
-        for setting in updates:
-            os.environ.pop(setting.name, None)
-        server.stop()
-        scratch.cleanup()
-        timings["server_stop"] = time.perf_counter() - t0
+            runner: Any = DaskTaskRunner(address=dask_address)
+        else:
+            # workers start with the pool when the start-up saw files to analyse, else on the first
+            # task (a remedy the branch cannot reuse) or never
+            runner = WarmProcessPoolTaskRunner(max_workers=workers, start_workers=startup.fresh is not False)
+        flow_ = audit.with_options(task_runner=runner)
+        from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
+
+        kind, api_url = startup.api(timeout=float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                                                                 "90")))
+
+        def run_flow() -> dict[str, Any]:
+            t0 = time.perf_counter()
+            with _heartbeat_thread_not_joined():
+                summary = flow_(source, report_url, **params)
+            timings["flow"] = time.perf_counter() - t0
+            return {**summary, "timings_s": timings, "prefect_api": {"kind": kind, "url": api_url}}
+
+        if kind == "configured":  # a deployment, a test harness, the user's own: left as it is
+            return run_flow()
+        import tempfile
+
+        scratch = tempfile.TemporaryDirectory(prefix="audioqc-")
+        updates: dict[Any, str] = {PREFECT_API_URL: api_url}
+        ca_file = _one_certificate_file(scratch.name)
+        if ca_file:
+            updates[PREFECT_API_SSL_CERT_FILE] = ca_file
+        os.environ.update({setting.name: value for setting, value in updates.items()})
+        import prefect.context
+
+        # Threads that do not inherit the flow's settings context read the process-global one,
+        # made when Prefect was imported: without this, the process pool's message-forwarding
+        # thread saw no API and started a second, ephemeral server of its own for the workers'
+        # events (prefect 3.8: EventsWorker.instance; 5.1 s at the end of every audit, measured).
+        prior_global = prefect.context.GLOBAL_SETTINGS_CONTEXT
+        prefect.context.refresh_global_settings_context()
+        try:
+            with temporary_settings(updates=updates):
+                return run_flow()
+        finally:
+            prefect.context.GLOBAL_SETTINGS_CONTEXT = prior_global
+            try:  # send the run's last log lines while the server is still there
+                from prefect.logging.handlers import APILogWorker
+
+                APILogWorker.drain_all(timeout=5)
+            except Exception:  # logging must never fail the audit
+                pass
+            for setting in updates:
+                os.environ.pop(setting.name, None)
+            scratch.cleanup()
+    finally:
+        startup.close()
+        timings.update({k: v for k, v in startup.timings.items() if k not in timings})

@@ -12,43 +12,25 @@ Prefect API server instead of delaying the first task.
 Workers are still separate, fresh processes forked from a single-threaded server that has only
 imported modules, so none of the state Prefect avoids by not using plain ``fork`` (the flow
 process's threads, event loops and open clients) reaches them.
+
+With ``start_workers=False`` no worker starts until the first task is submitted: an audit in which
+every file is reused never forks one (the pool's shutdown used to wait ~1-3.5 s for workers that
+were still being forked from a fork server still importing, on a re-audit that needed none).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
-from typing import Any
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
 
 from prefect import task_runners as _tr
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
-# What a worker needs before its first task (see the module).
-PRELOAD = ["flows._preload"]
-
-_lock = threading.Lock()
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """The forkserver context with :data:`PRELOAD` set (before the server first starts)."""
-    ctx = multiprocessing.get_context("forkserver")
-    with _lock:
-        ctx.set_forkserver_preload(PRELOAD)
-    return ctx
-
-
-def prewarm() -> None:
-    """Start the fork server now (it imports :data:`PRELOAD` in the background).
-
-    Returns at once; the first worker fork waits for the imports to finish.  Harmless to call more
-    than once, and a no-op for the process pool's correctness if never called.
-    """
-    from multiprocessing import forkserver
-
-    _context()
-    forkserver.ensure_running()
-
+# the fork server and its preload live in a module without Prefect (the audit's start-up starts
+# the server before Prefect is imported); these names are kept here too
+from flows.prewarm import PRELOAD, prewarm  # noqa: F401
+from flows.prewarm import context as _context
 
 _in_pool_worker = False
 
@@ -80,7 +62,30 @@ class WarmProcessPoolTaskRunner(ProcessPoolTaskRunner):
     ``SettingsContext(**settings)``, a pydantic-settings model that re-reads the environment,
     dotenv and profile files), ~115 ms of a no-op task's ~130 ms on the reference machine
     (py-spy).  Here the pool's initializer enters them once, and tasks are sent without them.
+
+    ``start_workers``: start every worker when the runner opens (the default: their start-up
+    overlaps the flow's first steps), or only when the first task is submitted (an audit that
+    knows it has nothing to analyse: then none ever starts).
     """
+
+    def __init__(self, max_workers: int | None = None, *args: Any, start_workers: bool = True, **kwargs: Any) -> None:
+        super().__init__(max_workers, *args, **kwargs)
+        self.start_workers = start_workers
+        self._workers_started = False
+
+    def duplicate(self) -> "WarmProcessPoolTaskRunner":
+        # the flow engine runs a duplicate of the flow's runner (prefect 3.8, flow_engine.py)
+        runner = super().duplicate()
+        runner.start_workers = self.start_workers
+        return runner
+
+    def _start_workers(self) -> None:
+        """Start every worker now (a pool starts them one per submit otherwise)."""
+        if self._workers_started or _in_pool_worker or self._executor is None:
+            return
+        self._workers_started = True
+        for _ in range(self._max_workers):
+            self._executor.submit(_started)
 
     def __enter__(self) -> "WarmProcessPoolTaskRunner":
         # ProcessPoolTaskRunner.__enter__ with the start method changed (prefect 3.8,
@@ -105,11 +110,11 @@ class WarmProcessPoolTaskRunner(ProcessPoolTaskRunner):
                           (self._worker_settings, getattr(self, "_initializer", None),
                            getattr(self, "_initargs", ()))))
             self._resolver_executor = ThreadPoolExecutor(max_workers=self._max_workers)
-            if not _in_pool_worker:
-                # start every worker now (a pool starts them one per submit otherwise), so their
-                # start-up overlaps the flow's listing instead of delaying the first batches
-                for _ in range(self._max_workers):
-                    self._executor.submit(_started)
+            self._workers_started = False
+            if self.start_workers:
+                # so that their start-up overlaps the flow's first steps instead of delaying the
+                # first batches
+                self._start_workers()
         except Exception:
             if self._executor is not None:
                 self._executor.shutdown(cancel_futures=True, wait=True)
@@ -119,6 +124,7 @@ class WarmProcessPoolTaskRunner(ProcessPoolTaskRunner):
         return self
 
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None, dependencies: Any = None) -> Any:
+        self._start_workers()  # the first task of a runner opened without them: all of them now
         if self._cached_context is None and getattr(self, "_worker_settings", None) is not None:
             # ProcessPoolTaskRunner.submit's context and environment (prefect 3.8), without the
             # settings, which the workers entered when they started (_enter_settings).

@@ -1,0 +1,184 @@
+"""What an audit does before its flow starts, while Prefect is still being imported.
+
+The fixed cost of a small audit was start-up, run one step after the other: Prefect's imports in
+the CLI (~1 s, plus ~1.8 s for the module of Prefect's temporary server), the temporary server's
+own start (~4-8 s on the reference machine), then, inside the flow, the listing and the report's
+state, then a process pool that a re-audit never used (its shutdown waited ~1-3.5 s for workers
+forked from a fork server still importing).  :meth:`Startup.begin` runs, before Prefect is
+imported:
+
+1. which Prefect API the audit records on (:func:`flows.server.resolve`): a configured one, a
+   background server that is up, or else a temporary server, launched now so that it starts while
+   everything below runs;
+2. the listing and the report's state (the reuse check): whether any file needs analysis;
+3. only if one does, the worker fork server (:func:`flows.prewarm.prewarm`), whose imports then
+   overlap with this process's own.
+
+The flow's ``list media`` and ``read report state`` tasks are still run and recorded in Prefect;
+they take what was read here (:mod:`tasks.handoff`) instead of reading it again.  If anything here fails
+(a listing that needs a retry, a report that cannot be read), nothing is handed over and the tasks
+do it themselves, with their retries.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from flows import server as servers
+from tasks.handoff import clear, offer, take  # noqa: F401 (take: what the flow's tasks call)
+
+
+def prewarm_for_new_report(report_url: str, dask_address: str | None = None) -> bool:
+    """Start the workers' fork server at once if the report holds no part yet (a first audit:
+    every file will need analysis), before the policy loads and the listing runs, so that its
+    ~2 s of imports start ~1 s earlier. True if started. A remote report is left to
+    :meth:`Startup.begin`, which knows after the listing."""
+    import os
+
+    from audiolib import storage
+
+    if dask_address is not None or not storage.is_local(report_url):
+        return False
+    path = report_url[len("file://"):] if report_url.startswith("file://") else report_url
+    try:
+        if any(not e.name.startswith(".") for e in os.scandir(path)):
+            return False
+    except OSError:
+        return False
+    from flows.prewarm import prewarm
+
+    prewarm()
+    return True
+
+
+def _prefect_settings_loaded() -> bool:
+    return "prefect.settings" in sys.modules
+
+
+@dataclass
+class Startup:
+    """An audit's start-up (see the module); :meth:`begin` makes one."""
+
+    source: str
+    report_url: str
+    run_id: str
+    #: "configured", "background" or "temporary": where the flow's runs are recorded
+    api_kind: str = "temporary"
+    api_url: str | None = None
+    temporary: servers.TemporaryServer | None = None
+    #: whether any file needs analysis (None: unknown, the listing or the state read failed)
+    fresh: bool | None = None
+    files: int | None = None
+    prewarmed: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def begin(cls, source: str, report_url: str, *, workers: int | None = 2, dask_address: str | None = None,
+              include: list[str] | None = None, exclude: list[str] | None = None, run_id: str | None = None,
+              reuse: bool = True) -> "Startup":
+        """Resolve the API (launching a temporary server), list, read the report's state, and
+        start the worker fork server if there is work for it. Arguments as ``run_audit``'s."""
+        t0 = time.perf_counter()
+        # a new run's id is chosen here: the state read below is for it, and the flow gets it
+        self = cls(source, report_url, run_id or uuid.uuid4().hex[:16])
+        self._resolve_api()
+        self.timings["resolve_api"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self._preflight(include, exclude, reuse)
+        self.timings["preflight"] = time.perf_counter() - t1
+        if dask_address is None and self.fresh is not False:
+            from flows.prewarm import prewarm
+
+            prewarm()  # a no-op if prewarm_for_new_report started it already
+            self.prewarmed = True
+        self.timings["begin"] = time.perf_counter() - t0
+        return self
+
+    def _resolve_api(self) -> None:
+        if _prefect_settings_loaded():  # Prefect is imported already: ask it (temporary_settings too)
+            from prefect.settings import PREFECT_API_URL
+
+            configured = PREFECT_API_URL.value()
+            if configured:
+                self.api_kind, self.api_url = "configured", configured
+                return
+            found = servers.background()
+            kind, url = ("background", found.api_url) if found else ("temporary", None)
+        else:
+            kind, url = servers.resolve()
+        self.api_kind, self.api_url = kind, url
+        if kind == "temporary":
+            self.temporary = servers.TemporaryServer(self._settings_env())
+            self.temporary.start()
+
+    @staticmethod
+    def _settings_env() -> dict[str, str]:
+        """Settings this process holds beyond the environment (Prefect's ``temporary_settings``),
+        for the temporary server, as ``SubprocessASGIServer`` passes them."""
+        if not _prefect_settings_loaded():
+            return {}
+        from prefect.settings import get_current_settings
+
+        env = get_current_settings().to_environment_variables(exclude_unset=True)
+        env.pop("PREFECT_API_URL", None)
+        return env
+
+    def _preflight(self, include: list[str] | None, exclude: list[str] | None, reuse: bool) -> None:
+        """List the collection and read the report's state; hand both to the flow's tasks."""
+        from flows.state import report_state
+        from tasks.listing import list_objects
+
+        try:
+            objects = list_objects(self.source, include, exclude)
+            state = report_state(self.report_url, self.run_id)
+        except Exception:  # the flow's tasks list and read again, with their retries
+            return
+        offer("listing", (self.source, tuple(include or ()), tuple(exclude or ())), objects)
+        offer("state", (self.report_url, self.run_id), state)
+        todo = [o for o in objects if o.url not in state.done]
+        self.files = len(objects)
+        self.fresh = any(not (reuse and o.identity() in state.cache) for o in todo)
+
+    def api(self, timeout: float = 90.0) -> tuple[str, str]:
+        """The API the flow records on, ready: ``(kind, url)``. Checks what was read from the
+        environment and the profile against Prefect's settings (imported by now): a configured
+        URL wins, and a temporary server launched for nothing is stopped."""
+        from prefect.settings import PREFECT_API_URL
+
+        configured = PREFECT_API_URL.value()
+        if configured and self.api_kind != "configured":
+            self._stop_temporary()
+            self.api_kind, self.api_url = "configured", configured
+        elif not configured and self.api_kind == "configured":  # the guess was wrong: no API after all
+            self.api_kind, self.api_url = "temporary", None
+            self.temporary = servers.TemporaryServer(self._settings_env())
+            self.temporary.start()
+        if self.api_kind == "background" and not servers.healthy(self.api_url or ""):
+            # stopped since the start-up saw it: this audit makes its own after all
+            self.api_kind, self.api_url = "temporary", None
+            self.temporary = servers.TemporaryServer(self._settings_env())
+            self.temporary.start()
+        if self.api_kind == "temporary":
+            assert self.temporary is not None
+            t0 = time.perf_counter()
+            self.temporary.wait(timeout)
+            self.timings["server_wait"] = time.perf_counter() - t0
+            self.timings["server_start"] = time.perf_counter() - (self.temporary.started_at or t0)
+            self.api_url = self.temporary.api_url
+        assert self.api_url is not None
+        return self.api_kind, self.api_url
+
+    def _stop_temporary(self) -> None:
+        if self.temporary is not None:
+            self.temporary.stop()
+            self.temporary = None
+
+    def close(self) -> None:
+        """Stop the temporary server (if any) and forget what was not handed over."""
+        t0 = time.perf_counter()
+        self._stop_temporary()
+        self.timings["server_stop"] = time.perf_counter() - t0
+        clear()
