@@ -124,10 +124,12 @@ def test_video_is_copied_bit_for_bit(noisy, tmp_path):
         r = denoise_file(str(noisy["video.mp4"]), str(out))
         assert r.codec == "aac"
 
-        def packets(path: Path) -> list[tuple[int, bytes]]:
+        def packets(path: Path) -> list[tuple[int | None, bytes]]:
             with av.open(str(path)) as c:
                 v = c.streams.video[0]
-                return [(p.pts * v.time_base.denominator // v.time_base.numerator if p.pts is not None else None,
+                tb = v.time_base
+                assert tb is not None
+                return [(p.pts * tb.denominator // tb.numerator if p.pts is not None else None,
                          bytes(p)) for p in c.demux(v) if p.size]
 
         src, dst = packets(noisy["video.mp4"]), packets(out)
