@@ -53,7 +53,7 @@ class _ShippedGraph:
 
 def _probabilities(session, audio: np.ndarray) -> tuple[np.ndarray, float]:
     saved = speech._session
-    speech._session = lambda: session  # VoiceActivity looks its session up here
+    speech._session = lambda runtime="openvino": session  # VoiceActivity looks its session up here
     try:
         vad = speech.VoiceActivity()
         t0 = time.perf_counter()
