@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -687,6 +687,15 @@ def _flac_writer(path: str, sr: int, channels: int) -> Any:
     return write
 
 
+class _LimiterSettings(TypedDict):
+    """The limiter's keyword arguments to :class:`LoudnessNormalizer` that every pass shares."""
+
+    true_peak_max_dbtp: float
+    codec_margin_db: float
+    lookahead_ms: float
+    release_ms: float
+
+
 def normalize_file(url_in: str, url_out: str, *, measured_lufs: float | None, target_lufs: float = -23.0,
                    true_peak_max_dbtp: float = -1.0, format: str | None = None, stream_index: int | None = None,
                    codec_margin_db: float = 0.0, lookahead_ms: float = DEFAULT_LOOKAHEAD_MS,
@@ -730,8 +739,8 @@ def normalize_file(url_in: str, url_out: str, *, measured_lufs: float | None, ta
     gain, note = gain_for(measured_lufs, target_lufs)
     tol, max_corr = _check_tolerance(tolerance_lu, max_corrections)
     _check_gating(gating)
-    kw = dict(true_peak_max_dbtp=true_peak_max_dbtp, codec_margin_db=codec_margin_db, lookahead_ms=lookahead_ms,
-              release_ms=release_ms)
+    kw = _LimiterSettings(true_peak_max_dbtp=true_peak_max_dbtp, codec_margin_db=codec_margin_db,
+                          lookahead_ms=lookahead_ms, release_ms=release_ms)
     LoudnessNormalizer(48000, 1, gain_db=gain, measure_output=False, **kw)  # parameters, before any decoding
     if plan is None:
         info = io.probe(url_in, stream_index=stream_index)

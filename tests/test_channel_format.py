@@ -263,7 +263,7 @@ def test_whole_wav_unwrapped_by_ffmpegs_demuxer(spdif, tmp_path) -> None:
     (c,) = result.compressed
     assert c.channels == tuple(range(info.audio.channels)) and c.format == "ac3"
     assert c.start_s == 0.0 and c.end_s == pytest.approx(frames / s.sample_rate)
-    assert "demuxer" in c.note and "decoded" in c.note
+    assert c.note is not None and "demuxer" in c.note and "decoded" in c.note
     assert result.to_dict()["compressedChannels"][0]["note"] == c.note
     assert result.labels == ("mono",)  # the decoded programme: a sine on one AC-3 channel
 

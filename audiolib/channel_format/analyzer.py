@@ -34,6 +34,16 @@ from .results import (
 )
 from .st337 import _FILLER_TYPES, _LOSSLESS, _UNWRAPPED, _UNWRAPPED_NOTE, ST337_DATA_TYPES, _BurstRun, _find_bursts
 
+#: Windows' statistics, one entry per window: (starts, counts, sums, products, diff energy).
+_Windows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: An ST 337 burst: (frame, first channel, channel count, word bits, data_type).
+_Burst = tuple[int, int, int, int, int]
+
+
+def _shifted(bursts: list[_Burst], offset: int) -> list[_Burst]:
+    """``bursts`` with their frames moved by ``offset``."""
+    return [(f + offset, ch, count, bits, data_type) for f, ch, count, bits, data_type in bursts]
+
 # ----------------------------------------------------------------------------------------------
 # The analyzer
 # ----------------------------------------------------------------------------------------------
@@ -222,7 +232,7 @@ class ChannelFormatAnalyzer:
             return
         first = self._frames
         bursts = self._scan(x, first) if self._modes else []
-        windows: list[tuple[np.ndarray, ...]] = []  # (starts, counts, sums, products, diff energy)
+        windows: list[_Windows] = []
         pos = 0
         w = self.window_frames
         if self._acc_n:
@@ -240,7 +250,8 @@ class ChannelFormatAnalyzer:
             self._accumulate(x[:, pos:])
         self._frames += n
         if windows:
-            self._classify(*(np.concatenate(parts) for parts in zip(*windows, strict=True)), bursts)
+            starts, counts, sums, products, diffs = (np.concatenate(parts) for parts in zip(*windows, strict=True))
+            self._classify(starts, counts, sums, products, diffs, bursts)
         if bursts:
             self._track(bursts)
         self._close_stale(self._frames - self._gap)
@@ -272,7 +283,7 @@ class ChannelFormatAnalyzer:
             self._acc_d[ch] += float(diff @ diff)
         self._acc_n += seg.shape[1]
 
-    def _flush_acc(self, end: int) -> tuple[np.ndarray, ...]:
+    def _flush_acc(self, end: int) -> _Windows:
         n = self._acc_n
         out = (np.array([end - n]), np.array([n]), self._acc_s[None].copy(), self._acc_p[None].copy(),
                self._acc_d[None].copy())
@@ -403,14 +414,14 @@ class ChannelFormatAnalyzer:
         if n >= 3:
             if tail_n:
                 seam = np.concatenate([self._tail, x[:, :3]], axis=1)
-                found += [(f + self._tail_start, *rest) for f, *rest in _find_bursts(seam, tail_n, self._modes)]
-            found += [(f + first, *rest) for f, *rest in _find_bursts(x, n - 3, self._modes)]
+                found += _shifted(_find_bursts(seam, tail_n, self._modes), self._tail_start)
+            found += _shifted(_find_bursts(x, n - 3, self._modes), first)
             self._tail = x[:, n - 3:].copy()
             self._tail_start = first + n - 3
         else:
             seam = np.concatenate([self._tail, x], axis=1)
             limit = max(0, seam.shape[1] - 3)
-            found += [(f + self._tail_start, *rest) for f, *rest in _find_bursts(seam, limit, self._modes)]
+            found += _shifted(_find_bursts(seam, limit, self._modes), self._tail_start)
             self._tail = seam[:, limit:].copy()
             self._tail_start += limit
         found.sort()

@@ -182,7 +182,7 @@ class DropoutAnalyzer:
             ends = np.concatenate((idx[brk] + 1, idx[-1:] + 1)).astype(np.int64) + g0
         else:
             starts = ends = np.empty(0, np.int64)
-        pre_known = {}  # run start -> programme before it, for a run carried from the last block
+        pre_known: dict[int, bool] = {}  # run start -> programme before it, for a run carried from the last block
         if st.open_start is not None:
             if starts.size and starts[0] == g0:
                 starts[0] = st.open_start
@@ -193,7 +193,7 @@ class DropoutAnalyzer:
             st.open_start = None
         if ends.size and ends[-1] == g0 + n:  # still going at the block's end
             st.open_start = int(starts[-1])
-            st.open_pre_ok = pre_known.get(st.open_start) if st.open_start in pre_known else (
+            st.open_pre_ok = pre_known[st.open_start] if st.open_start in pre_known else (
                 g0 + n - st.open_start <= self._max_n and self._programme_before(c, row, st.open_start, g0))
             starts, ends = starts[:-1], ends[:-1]
         length = ends - starts
