@@ -418,6 +418,7 @@ def _judge(gate: Gate, merged: pd.DataFrame, m: MetricDelta, top: int, seed: int
         return GateResult(gate, False, 0, None, None, None,
                           f"{gate.metric} was measured on no file of both sides: nothing shows non-inferiority", ())
     lo, hi = m.ci_low, m.ci_high
+    assert lo is not None and hi is not None  # measured on m.n > 0 files: the interval is there
     ok_low = lo >= -gate.margin
     ok_high = hi <= gate.margin
     holds = ok_low if gate.side == "lower" else ok_high if gate.side == "upper" else (ok_low and ok_high)

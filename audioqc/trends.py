@@ -642,7 +642,10 @@ def _judge(frame: pd.DataFrame, urls: pa.ChunkedArray, rel: pa.ChunkedArray, val
     run = frame["run"].to_numpy()
     cur = frame[in_group & (run == latest)]
     base = frame[in_group & np.isin(run, earlier)]
-    pending = []
+    # (watched, n current, n baseline, baseline, current, p, effect, note); None: too few values
+    pending: list[tuple[Watched, int, int, float | None, float | None, float | None, float | None, str]] = []
+    b: float | None  # baseline and current statistic
+    c: float | None
     for w in watch:
         x = cur[w.column].to_numpy()
         y = base[w.column].to_numpy()
@@ -657,15 +660,19 @@ def _judge(frame: pd.DataFrame, urls: pa.ChunkedArray, rel: pa.ChunkedArray, val
         alternative = {"higher": "less", "lower": "greater"}.get(w.better, "two-sided")
         test = shift_test(x, y, alternative)
         pending.append((w, x.size, y.size, b, c, test.p_value, test.effect, ""))
-    tested = [i for i, p in enumerate(pending) if p[5] is not None]
-    adjusted = dict(zip(tested, holm([pending[i][5] for i in tested]), strict=True))
-    checks, alerts = [], []
+    tested = {i: p[5] for i, p in enumerate(pending) if p[5] is not None}
+    adjusted = dict(zip(tested, holm(list(tested.values())), strict=True))
+    checks: list[Check] = []
+    alerts: list[Alert] = []
     for i, (w, nx, ny, b, c, p, effect, note) in enumerate(pending):
-        shift = None if b is None else c - b
+        shift = None if b is None or c is None else c - b  # both None or neither
         p_adj = adjusted.get(i)
-        is_alert = p_adj is not None and p_adj <= alpha and w.badness(shift) > w.margin
+        is_alert = p_adj is not None and shift is not None and p_adj <= alpha and w.badness(shift) > w.margin
         checks.append(Check(w.column, nx, ny, b, c, shift, w.margin, p, p_adj, effect, bool(is_alert), note))
         if is_alert:
+            # a tested metric: every figure is there
+            assert b is not None and c is not None and shift is not None and p is not None and effect is not None
+            assert p_adj is not None
             alerts.append(Alert(
                 group_by=group_by, group=value, metric=w.column, label=w.label, unit=w.unit, better=w.better,
                 statistic=w.statistic, run_id=latest_id, run_date=str(run_info.at[latest_id, "run_date"]),

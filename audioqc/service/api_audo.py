@@ -248,8 +248,10 @@ async def status_stream(websocket: WebSocket, jobId: str) -> None:  # noqa: N803
 async def download(path: str, request: Request) -> Any:
     owner = owner_of(request)
     match = _DOWNLOAD.match("dl/" + path)
+    if match is None:
+        raise ApiError(404, "no such result")
     runner = request.app.state.runner
-    job = runner.store.get(match.group(1)) if match else None
+    job = runner.store.get(match.group(1))
     if (job is None or job.owner != owner or job.api != "audo" or job.state != "succeeded"
             or match.group(2) != job.params.get("format") or not job.output_path):
         raise ApiError(404, "no such result")

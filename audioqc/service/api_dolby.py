@@ -87,6 +87,12 @@ class EnhanceRequest(BaseModel):
     audio: Audio | None = None
 
 
+def _is_number(value: Any) -> bool:
+    """A real number, not a bool. (A helper, so that ``value`` stays ``Any``: narrowed to
+    ``numbers.Real``, whose stub has no ``__ge__``, ``0 <= value`` would not type-check.)"""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def noise_amount(value: Any) -> int:
     """audioqc's amount (0 = off) for Dolby's ``amount`` (see :data:`NOISE_AMOUNTS`)."""
     if isinstance(value, str):
@@ -94,7 +100,7 @@ def noise_amount(value: Any) -> int:
         if key in NOISE_AMOUNTS:
             return NOISE_AMOUNTS[key]
         raise ApiError(400, f"audio.noise.reduction.amount={value!r}: one of {', '.join(NOISE_AMOUNTS)} or 0..100")
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 100:
+    if _is_number(value) and 0 <= value <= 100:
         return 0 if value == 0 else max(1, int(round(value)))
     raise ApiError(400, f"audio.noise.reduction.amount={value!r}: one of {', '.join(NOISE_AMOUNTS)} or 0..100")
 
@@ -136,7 +142,7 @@ def _status(request: Request, path: str, job_id: str | None) -> Any:
     return strict_json(body)
 
 
-_ERRORS = {400: {"description": "bad request"}, 401: {"description": "unauthorized"},
+_ERRORS: dict[int | str, dict[str, Any]] = {400: {"description": "bad request"}, 401: {"description": "unauthorized"},
            404: {"description": "no such job for this key"}, 429: {"description": "queue full"}}
 
 

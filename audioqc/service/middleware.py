@@ -64,7 +64,7 @@ class ServiceMiddleware:
         path = scope.get("path", "")
         api = api_of(path)
         state = scope.setdefault("state", {})
-        status_box = {"status": None}
+        status_box: dict[str, Any] = {"status": None}
         try:
             owner = self.keys.owner(_header(scope, b"x-api-key"))
             if owner is None and path.startswith("/api/v1/invoke"):

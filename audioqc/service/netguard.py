@@ -167,7 +167,7 @@ class NetGuard:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError, OSError) as exc:
             raise FetchError(400, f"{shown}: cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}") from None
-        return self._checked([info[4][0] for info in infos], host, shown)
+        return self._checked([str(info[4][0]) for info in infos], host, shown)  # an IPv4/IPv6 sockaddr: host first
 
     def _hosts_lookup(self, host: str) -> list[str]:
         """Addresses of ``host`` in the hosts file (no DNS)."""

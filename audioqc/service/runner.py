@@ -186,9 +186,10 @@ class Runner:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if not task.cancelled():
             exc = task.exception()
-            log.error("background task failed", exc_info=(type(exc), exc, exc.__traceback__))
+            if exc is not None:
+                log.error("background task failed", exc_info=(type(exc), exc, exc.__traceback__))
 
     # state and notifications --------------------------------------------------------------------
 
