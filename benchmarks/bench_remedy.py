@@ -48,7 +48,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -57,11 +57,19 @@ from benchmarks.harness import cpu_model  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LOUDNORM_LRA = 7.0  # ffmpeg-normalize's default loudness range target
-CODECS = {  # name: (extension, audiolib.io.write keywords)
-    "wav": ("wav", dict(codec="pcm_s24le", sample_fmt="s32")),
-    "flac": ("flac", dict(codec="flac", sample_fmt="s32")),
-    "mp3": ("mp3", dict(codec="libmp3lame", bit_rate=192000)),
-    "aac": ("m4a", dict(codec="aac", bit_rate=192000)),
+class _WriteArgs(TypedDict, total=False):
+    """Keywords of :func:`audiolib.io.write`."""
+
+    codec: str
+    sample_fmt: str
+    bit_rate: int
+
+
+CODECS: dict[str, tuple[str, _WriteArgs]] = {  # name: (extension, audiolib.io.write keywords)
+    "wav": ("wav", _WriteArgs(codec="pcm_s24le", sample_fmt="s32")),
+    "flac": ("flac", _WriteArgs(codec="flac", sample_fmt="s32")),
+    "mp3": ("mp3", _WriteArgs(codec="libmp3lame", bit_rate=192000)),
+    "aac": ("m4a", _WriteArgs(codec="aac", bit_rate=192000)),
 }
 MUSIC_TRACKS = ("race1-jt.ogg", "freezingpoint.ogg", "credits1-cp.ogg", "options1-jt.ogg")
 

@@ -33,6 +33,7 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def main() -> int:
                 assert want == want2
                 for clients in (1, 4, 16):
                     total = max(args.requests // (4 if clients == 1 else 1), clients)
-                    row = service_run(kind, server, base, files, clients, total - total % clients, want)
+                    row: dict[str, Any] = service_run(kind, server, base, files, clients, total - total % clients, want)
                     row.update(kind=kind, cli_fps_1=cli1, cli_fps_2=cli2, speedup=row["rps"] / cli1,
                                speedup_vs_2=row["rps"] / cli2)
                     rows.append(row)

@@ -91,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     ticks = os.sysconf("SC_CLK_TCK")
 
     def server_cpu_s() -> float:  # the API server's CPU time (user + system), from /proc
+        proc = server.server_process
+        if proc is None:
+            return float("nan")
         try:
-            fields = Path(f"/proc/{server.server_process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / ticks
         except (OSError, AttributeError, IndexError, ValueError):
             return float("nan")

@@ -59,6 +59,7 @@ def run(cmd: list[str]) -> tuple[float, float, int]:
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 1, 3):
+        assert proc.stderr is not None  # PIPE
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024.0, proc.returncode
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import unittest.mock
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +53,14 @@ class _ShippedGraph:
 
 
 def _probabilities(session, audio: np.ndarray) -> tuple[np.ndarray, float]:
-    saved = speech._session
-    speech._session = lambda runtime="openvino": session  # VoiceActivity looks its session up here
-    try:
+    # VoiceActivity looks its session up in speech._session (put back on the way out)
+    with unittest.mock.patch.object(speech, "_session", lambda runtime="openvino": session):
         vad = speech.VoiceActivity()
         t0 = time.perf_counter()
         step = int(PUSH_S * speech.INPUT_RATE_HZ)
         for i in range(0, audio.size, step):
             vad.push(audio[i:i + step])
         return vad.probabilities(), time.perf_counter() - t0
-    finally:
-        speech._session = saved
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,7 +179,7 @@ def write_midi(path: Path, events: list[tuple[int, bytes]], tempo_bpm: float, pp
     path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, ppq) + b"MTrk" + struct.pack(">I", len(track)) + track)
 
 
-def _note(events: list, ch: int, start: int, dur: int, pitch: int, vel: int) -> None:
+def _note(events: list, ch: int, start: int, dur: int, pitch: int, vel: int | np.integer) -> None:
     pitch = int(np.clip(pitch, 0, 127))
     events.append((start, bytes([0x90 | ch, pitch, int(np.clip(vel, 1, 127))])))
     events.append((start + max(dur, 1), bytes([0x80 | ch, pitch, 0])))
@@ -430,6 +430,7 @@ def _excerpt(src: np.ndarray, seconds: int, rng: np.random.Generator, active: bo
             return y.copy()
         if best is None or quiet < best[0]:
             best = (quiet, y)
+    assert best is not None  # 20 draws, each either returned or kept
     return best[1].copy()
 
 
@@ -455,7 +456,8 @@ def make_noise(seconds: int, rng: np.random.Generator) -> tuple[np.ndarray, str]
         y = _at_level(_pink(n, rng, 2.0), rng.uniform(-40, -20))
     elif kind == "hum":  # mains hum with odd/even harmonics over pink noise
         f0 = float(rng.choice([50.0, 60.0]))
-        hum = sum((0.6 ** k) * np.sin(2 * np.pi * f0 * (k + 1) * t + rng.uniform(0, 6.3)) for k in range(8))
+        hum = sum(((0.6 ** k) * np.sin(2 * np.pi * f0 * (k + 1) * t + rng.uniform(0, 6.3)) for k in range(8)),
+                  np.zeros(n))
         y = _at_level(hum.astype(np.float32), rng.uniform(-40, -25)) + _at_level(_pink(n, rng), rng.uniform(-55, -35))
     else:  # room tone: low, low-passed noise with a little ventilation hum
         from scipy.signal import butter, sosfilt
@@ -529,7 +531,7 @@ def build_split(split: str, out_dir: Path = OUT_DIR, force: bool = False) -> lis
 
 
 def sources_of(clips: list[dict]) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for c in clips:
         for s in c["segments"]:
             if s["kind"] in ("music", "speech", "mixture"):

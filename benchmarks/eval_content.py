@@ -41,7 +41,10 @@ FAR_FROM_BOUNDARY_SEGMENTS = 2
 L2_LAMBDA = 0.03
 
 try:  # the lead's voice-activity detector; evaluated when it exists
-    from audiolib.speech import SPEECH_THRESHOLD, VoiceActivity
+    from audiolib.speech import SPEECH_THRESHOLD
+    from audiolib.speech import VoiceActivity as _VoiceActivity
+
+    VoiceActivity: type[_VoiceActivity] | None = _VoiceActivity
 except ImportError:  # pragma: no cover - depends on the tree's state
     VoiceActivity = None
     SPEECH_THRESHOLD = 0.5

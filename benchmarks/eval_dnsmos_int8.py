@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -87,12 +88,21 @@ def _analyse(y: np.ndarray, model: str) -> tuple[float, float]:
     for i in range(0, y.size, 1 << 16):
         a.push(y[np.newaxis, i:i + (1 << 16)])
     r = a.results()
-    return r.quality.average, r.noise.average
+    quality, noise = r.quality.average, r.noise.average
+    if quality is None or noise is None:
+        raise RuntimeError(f"{model}: no quality or noise average over {y.size / INPUT_RATE_HZ:g} s of speech")
+    return quality, noise
 
 
-def trend() -> dict[str, dict[str, list]]:
+class _Trend(TypedDict):
+    quality: list[float]
+    noise: list[float]
+    monotonic: bool
+
+
+def trend() -> dict[str, _Trend]:
     clean = _trend_speech()
-    out: dict[str, dict[str, list]] = {}
+    out: dict[str, _Trend] = {}
     for kind in ("white", "pink"):
         rng = np.random.default_rng(TREND_NOISE_SEED)
         signals = [clean] + [with_noise(clean, kind, snr, rng) for snr in TREND_SNRS_DB]

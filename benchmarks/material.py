@@ -80,7 +80,10 @@ def ffmpeg_ebur128(path: str) -> dict[str, float]:
     summary = proc.stderr[proc.stderr.rindex("Summary:"):]
 
     def grab(label: str, unit: str) -> float:
-        return float(re.search(rf"{label}:\s+(-?[\d.]+|-inf)\s+{unit}", summary).group(1))
+        m = re.search(rf"{label}:\s+(-?[\d.]+|-inf)\s+{unit}", summary)
+        if m is None:
+            raise RuntimeError(f"ffmpeg ebur128 summary has no {label}: {summary!r}")
+        return float(m.group(1))
 
     return {"I": grab("I", "LUFS"), "LRA": grab("LRA", "LU"), "TP": grab("Peak", "dBFS")}
 

@@ -46,17 +46,24 @@ def fade(x: np.ndarray, sr: int, ms: float = 20.0) -> np.ndarray:
     return x
 
 
+def _reading(x: float | None) -> float:
+    """A true peak these signals have (None only for digital silence)."""
+    if x is None:
+        raise RuntimeError("no true peak measured")
+    return x
+
+
 def over_threshold(y: np.ndarray, sr: int, over_db: float, tmp: str) -> tuple[float, float, float]:
     """Limit ``y`` pushed ``over_db`` over the ceiling; (FFmpeg - threshold, project - threshold, GR)."""
     y = np.atleast_2d(y).astype(np.float32)
-    gain = CEILING + over_db - measure(y, sr).true_peak_dbtp
+    gain = CEILING + over_db - _reading(measure(y, sr).true_peak_dbtp)
     norm = LoudnessNormalizer(sr, y.shape[0], gain_db=gain, true_peak_max_dbtp=CEILING)
     out = np.concatenate([norm.push(y), norm.flush()], axis=1)
     res = norm.result()
     path = os.path.join(tmp, "margin.wav")
     io.write(path, out, sr, codec="pcm_f32le", sample_fmt="flt", clip=False)
     thr = res.limiter_threshold_dbtp
-    return ebur128_precise(path)["TP"] - thr, res.output_true_peak_dbtp - thr, res.max_gain_reduction_db
+    return ebur128_precise(path)["TP"] - thr, _reading(res.output_true_peak_dbtp) - thr, res.max_gain_reduction_db
 
 
 def battery():

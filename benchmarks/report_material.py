@@ -94,7 +94,7 @@ def iter_history(runs: int = 6, files_per_run: int = 300, *, groups: Sequence[st
     values = _values(total, rng)
     ids = np.arange(total)
     group_of = np.array(list(groups), dtype=object)[ids % len(groups)]
-    first_run = np.array([_first_run(j, new, files_per_run) for j in ids])
+    first_run = np.array([_first_run(int(j), new, files_per_run) for j in ids])
     if shift:
         hit_runs = shift.get("runs", [runs - 1])
         hit = (group_of == shift["group"]) & np.isin(first_run, hit_runs)
@@ -137,7 +137,7 @@ def _table(run: report.RunInfo, sel: np.ndarray, values: dict[str, np.ndarray], 
         "error": pa.array([f"{u}: corrupt" if e else None for u, e in zip(urls, err, strict=True)], pa.string()),
         "audioqc_version": pa.array(["0.1.0"] * n, pa.string()),
         "analysis_version": pa.array(["synthetic"] * n, pa.string()),
-        "verdict": pa.array(np.where(err, None, verdict), pa.string()),
+        "verdict": pa.array(np.where(err, np.array(None), verdict), pa.string()),
         "verdict_reasons": pa.array([[] if e else r for e, r in zip(err, reasons.to_pylist(), strict=True)],
                                     schema.field("verdict_reasons").type) if err.any() else reasons,
         "media_info_audio_codec": pa.array(codecs[v["codec"]], pa.string()),

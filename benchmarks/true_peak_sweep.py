@@ -34,6 +34,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,6 +65,14 @@ def annex2_dbtp(y: np.ndarray) -> float:
         for taps in _ANNEX2_PHASES:
             peak = max(peak, float(np.abs(np.convolve(ch, taps)).max()))
     return 20 * math.log10(peak)
+
+
+def meter_dbtp(y: np.ndarray, channel_names: tuple[str, ...] = ("FL", "FR")) -> float:
+    """The meter's true peak, dBTP (every signal here has one)."""
+    tp = measure(y, FS, channel_names=channel_names).true_peak_dbtp
+    if tp is None:
+        raise RuntimeError("the meter measured no true peak")
+    return tp
 
 
 def ffmpeg_dbtp(y: np.ndarray, tmp: Path) -> float:
@@ -183,19 +192,20 @@ def main(argv: list[str] | None = None) -> int:
     for label, phases in (("Annex 2", _ANNEX2_PHASES), ("meter", tp.taps.astype(np.float64))):
         for i, h in enumerate(phases):
             print(f"  {label:8} phase {i}: " + "  ".join(f"{gain_db(h, f):+.3f}" for f in (0.0, 1 / 6, 0.25)))
-    rows, res = [], {"sweep": []}
+    rows: list[tuple[int, float, float, float, float]] = []
+    res: dict[str, Any] = {"sweep": []}  # the --json document
     with tempfile.TemporaryDirectory() as tmp:
         for period in (4, 6):
             for ph in PHASES:
                 y = faded_sine(period, -6.0, ph)
-                ours = measure(y, FS, channel_names=("FL", "FR")).true_peak_dbtp + 6.0
+                ours = meter_dbtp(y) + 6.0
                 ref = annex2_dbtp(y[:1].astype(np.float32)) + 6.0
                 ff = math.nan if args.no_ffmpeg else ffmpeg_dbtp(y, Path(tmp)) + 6.0
                 rows.append((period, ph, ours, ref, ff))
                 res["sweep"].append({"period": period, "phase_deg": ph, "meter_db": ours, "annex2_db": ref,
                                      "ffmpeg_db": ff})
         y = faded_sine(4, 0.0, 56.25)
-        full = (measure(y, FS, channel_names=("FL", "FR")).true_peak_dbtp, annex2_dbtp(y[:1].astype(np.float32)),
+        full = (meter_dbtp(y), annex2_dbtp(y[:1].astype(np.float32)),
                 math.nan if args.no_ffmpeg else ffmpeg_dbtp(y, Path(tmp)))
     print(f"\nsweep, -6 dBFS sines, reading - analytic (dB); target +{UP}/-{DOWN}")
     print(f"{'sine':5} {'phase':>6} {'meter':>7} {'Annex 2':>8} {'FFmpeg':>7}")
@@ -221,12 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     for cid, per, pk, ph, e in T.TP_SINE_CASES:
         y = T.tp_sine(per, pk, ph)
         cases.append(
-            (cid, e, measure(y, FS, channel_names=T.STEREO).true_peak_dbtp, annex2_dbtp(y[:1].astype(np.float32)))
+            (cid, e, meter_dbtp(y, T.STEREO), annex2_dbtp(y[:1].astype(np.float32)))
         )
     src = T.case20_bandlimited_4fs()
     for k in range(4):
         y = np.tile(src[k::4], (2, 1))
-        cases.append((f"case{20 + k} (offset {k}, approx.)", 0.0, measure(y, FS, channel_names=T.STEREO).true_peak_dbtp,
+        cases.append((f"case{20 + k} (offset {k}, approx.)", 0.0, meter_dbtp(y, T.STEREO),
                       annex2_dbtp(y[:1].astype(np.float32))))
     for cid, e, ours, ref in cases:
         ok = e - 0.4 <= ours <= e + 0.2

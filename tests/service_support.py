@@ -68,19 +68,24 @@ class Server:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def _started(self) -> subprocess.Popen:
+        assert self.proc is not None, "Server.start() first"
+        return self.proc
+
     def children(self) -> list[int]:
         import psutil
 
         try:
-            return [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+            return [c.pid for c in psutil.Process(self._started().pid).children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
 
     def kill(self) -> None:
         """SIGKILL the server process only; then end the worker processes it left, by pid."""
         children = self.children()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
+        proc = self._started()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
