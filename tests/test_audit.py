@@ -262,9 +262,11 @@ def test_warm_runner_workers_run_with_the_flows_settings_entered_once(prefect_ap
         return str(settings.api.url), settings.client.max_retries
 
     @flow(task_runner=WarmProcessPoolTaskRunner(max_workers=2))
-    def probe() -> tuple[list[tuple[str, int]], dict]:
+    def probe() -> tuple[list[tuple[str, int]], dict | None]:
         futures = [seen.submit() for _ in range(4)]
-        return [f.result() for f in futures], FlowRunContext.get().task_runner._cached_context
+        context = FlowRunContext.get()
+        assert context is not None and isinstance(context.task_runner, WarmProcessPoolTaskRunner)
+        return [f.result() for f in futures], context.task_runner._cached_context
 
     with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 7}):
         api_url = str(get_current_settings().api.url)

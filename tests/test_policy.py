@@ -45,7 +45,9 @@ def pink_noise(seconds: float, *, sr: int = SR, channels: int = 2, seed: int = 7
 
 def at_lufs(y: np.ndarray, target: float, sr: int = SR) -> np.ndarray:
     """``y`` scaled to an integrated loudness of ``target`` LUFS (BS.1770 via audiolib)."""
-    gain_db = target - measure(y, sr, true_peak=False).integrated_lufs
+    measured = measure(y, sr, true_peak=False).integrated_lufs
+    assert measured is not None
+    gain_db = target - measured
     return (y * 10 ** (gain_db / 20)).astype(np.float32)
 
 

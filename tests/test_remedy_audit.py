@@ -59,22 +59,25 @@ def ebur128(path: str | Path) -> tuple[float, float]:
     err = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-i", str(path), "-af", "ebur128=peak=true",
                           "-f", "null", "-"], capture_output=True, text=True, check=True).stderr
     summary = err[err.rfind("Summary:"):]
-    i = float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1))
-    tp = float(re.search(r"Peak:\s+(-?[\d.]+) dBFS", summary).group(1))
-    return i, tp
+    i = re.search(r"I:\s+(-?[\d.]+) LUFS", summary)
+    tp = re.search(r"Peak:\s+(-?[\d.]+) dBFS", summary)
+    assert i is not None and tp is not None, summary
+    return float(i.group(1)), float(tp.group(1))
 
 
 def lufs(y: np.ndarray) -> float:
     from audiolib.loudness import measure
 
-    return measure(y, SR).integrated_lufs
+    i = measure(y, SR).integrated_lufs
+    assert i is not None
+    return i
 
 
 def at(y: np.ndarray, target: float) -> np.ndarray:
     return (y * 10 ** ((target - lufs(y)) / 20)).astype(np.float32)
 
 
-def make_collection(root: Path, speech_s: float = 20.0) -> dict[str, str]:
+def make_collection(root: Path, speech_s: float = 20.0) -> dict[str, str | None]:
     """Noisy quiet speech (fails loudness, warns on noise), too-loud music with inter-sample peaks,
     clipped speech, a passing tone; what each should become."""
     root.mkdir(parents=True, exist_ok=True)

@@ -403,7 +403,7 @@ def test_results_do_not_depend_on_block_size():
     (lambda: PhaseAnalyzer(SR, STEREO, threshold=1.5), "1.5"),
     (lambda: PhaseAnalyzer(SR, STEREO, min_section_s=float("nan")), "nan"),
     (lambda: BandwidthAnalyzer(SR, STEREO, hop_s=-1), "-1"),
-    (lambda: BandwidthAnalyzer(SR, STEREO, cliff_db="deep"), "deep"),
+    (lambda: BandwidthAnalyzer(SR, STEREO, cliff_db="deep"), "deep"),  # type: ignore[arg-type]  # wrong on purpose
     (lambda: DropoutAnalyzer(SR, STEREO, min_duration_s=0.2, max_duration_s=0.1), "0.1"),
     (lambda: DropoutAnalyzer(SR, STEREO, max_events=-3), "-3"),
     (lambda: DropoutAnalyzer(SR, STEREO, start_s=float("inf")), "inf"),
