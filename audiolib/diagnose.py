@@ -16,13 +16,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from . import io
-from .errors import InvalidParameter
 from .channel_format import AlarmSettings, ChannelFormatAnalyzer, ChannelFormatResult
 from .clipping import ClippingDetector, ClippingResult
+from .errors import InvalidParameter
 from .loudness import GATING_MODES, LoudnessMeter, LoudnessResult
-from .perceptual import (DEFAULT_QUALITY_MODEL, DEFAULT_QUALITY_WINDOWS, ContentResult, NoiseScoreResult, PerceptualAnalyzer, ScoreResult,
-                         SpeechResult, validate_quality_model, validate_quality_stride,
-                         validate_quality_windows)
+from .perceptual import (
+    DEFAULT_QUALITY_MODEL,
+    DEFAULT_QUALITY_WINDOWS,
+    ContentResult,
+    NoiseScoreResult,
+    PerceptualAnalyzer,
+    ScoreResult,
+    SpeechResult,
+    validate_quality_model,
+    validate_quality_stride,
+    validate_quality_windows,
+)
 from .silence import SilenceDetector, SilenceResult, parse_noise_db, validate_duration
 from .technical import (
     BandwidthAnalyzer,
@@ -69,7 +78,8 @@ class DiagnoseOptions:
     def __post_init__(self) -> None:
         bad = [c for c in self.compressed_channels if isinstance(c, bool) or not isinstance(c, int) or c < 0]
         if bad:
-            raise InvalidParameter(f"compressed_channels={list(self.compressed_channels)!r}: channel indices are integers >= 0")
+            raise InvalidParameter(f"compressed_channels={list(self.compressed_channels)!r}: "
+                                   "channel indices are integers >= 0")
         if self.gating not in GATING_MODES:
             raise InvalidParameter(f"gating={self.gating!r}: must be one of {', '.join(GATING_MODES)}")
         validate_quality_stride(self.quality_stride)
@@ -205,7 +215,8 @@ class Block:
 
 def _media_cells() -> tuple[Cell, ...]:
     return (Cell("codec", 9, lambda m: m.audio.codec), Cell("ch", 3, lambda m: str(m.audio.channels)),
-            Cell("rate", 6, lambda m: str(m.audio.sample_rate_hz)), Cell("dur_s", 8, lambda m: _fmt(m.audio.duration_s, 2)))
+            Cell("rate", 6, lambda m: str(m.audio.sample_rate_hz)),
+            Cell("dur_s", 8, lambda m: _fmt(m.audio.duration_s, 2)))
 
 
 #: Every block, in output order. Adding a block: its module, its entry here, its tests.
@@ -228,7 +239,8 @@ REGISTRY: tuple[Block, ...] = (
           (Cell("noise", 5, lambda r: _fmt(r.average)),)),
     Block("speech", _view(lambda r: r.speech), SpeechResult, "perceptual",
           (Cell("speech_%", 8, lambda r: _fmt(r.percentage)),)),
-    Block("music", _view(lambda r: r.music), ContentResult, "perceptual", (Cell("music_%", 7, lambda r: _fmt(r.percentage)),)),
+    Block("music", _view(lambda r: r.music), ContentResult, "perceptual",
+          (Cell("music_%", 7, lambda r: _fmt(r.percentage)),)),
     Block("other", _view(lambda r: r.other), ContentResult, "perceptual"),
 )
 #: Block name -> analyzer factory (every block but ``media_info``), in output order.
@@ -322,7 +334,8 @@ def diagnose(url: str, *, only: str | Sequence[str] | None = None, start: float 
     with io.stream(url, start=start, end=end, stream_index=stream_index) as s:
         shared: Shared = {}
         try:
-            analyzers = {name: ANALYZERS[name](s, options, shared, requested) for name in requested if name in ANALYZERS}
+            analyzers = {name: ANALYZERS[name](s, options, shared, requested)
+                         for name in requested if name in ANALYZERS}
         except InvalidParameter as exc:  # the file's own parameters (a 1 Hz WAV): say which file
             raise InvalidParameter(str(exc) if str(exc).startswith(url) else f"{url}: {exc}") from None
         pushed = [a for a in analyzers.values() if not isinstance(a, _View)] + list(shared.values())

@@ -150,9 +150,10 @@ def sample_stride(duration_s: float | None, quality_windows: int | None, quality
     ``quality_stride`` and ``ceil(file_windows(duration_s) / quality_windows)`` (1 when either
     is None: the length unknown, or no cap)."""
     k = validate_quality_stride(quality_stride)
-    if duration_s is None or validate_quality_windows(quality_windows) is None or not math.isfinite(duration_s):
+    cap = validate_quality_windows(quality_windows)
+    if duration_s is None or cap is None or not math.isfinite(duration_s):
         return k
-    return max(k, -(-file_windows(duration_s) // quality_windows))
+    return max(k, -(-file_windows(duration_s) // cap))
 
 
 def validate_quality_stride(value: Any) -> int:

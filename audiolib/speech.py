@@ -56,8 +56,9 @@ SPEECH_THRESHOLD = 0.5
 CHUNK_FRAMES = 1024
 
 
-def onnx_session(path: str, *, arena: bool = True):
-    """An onnxruntime CPU session on one thread (parallelism comes from worker processes)."""
+def onnx_session(path: str | bytes, *, arena: bool = True):
+    """An onnxruntime CPU session on one thread (parallelism comes from worker processes); ``path``:
+    an ONNX file, or a model serialised to bytes."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -195,7 +196,8 @@ def silero_vad_8k_sequence_model() -> bytes:
     features = encoder[-1].output[0]  # (frames, 128, 1)
     frame_len = FRAME_SAMPLES + CONTEXT_SAMPLES
     h = LSTM_HIDDEN
-    gates = {k: _pytorch_to_onnx_gates(weight(f"decoder.rnn.{k}")) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    gates = {k: _pytorch_to_onnx_gates(weight(f"decoder.rnn.{k}"))
+             for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
     f32 = np.float32
     inits = [
         numpy_helper.from_array(gates["weight_ih"][None].astype(f32), "lstm_W"),
@@ -308,8 +310,8 @@ class VoiceActivity:
         used = frames * FRAME_SAMPLES
         rest = data[used:]
         if frames:
-            probs, self._state = _session(self._runtime).run(None, {"frames": frames_with_context(data[:used], self._context),
-                                                       "state": self._state})
+            feed = {"frames": frames_with_context(data[:used], self._context), "state": self._state}
+            probs, self._state = _session(self._runtime).run(None, feed)
             self._probs.append(probs[:, 0])
             self._context = data[used - CONTEXT_SAMPLES:used].copy()
         self._pending = [rest] if rest.size else []

@@ -58,8 +58,13 @@ def _windows(n: int) -> np.ndarray:
 
 def child(n: int) -> dict:
     from audiolib.cpu import cpu_features, isa_level
-    from audiolib.perceptual import (DNSMOS_INT8_PATH, dnsmos_float_path, dnsmos_mos, dnsmos_session,
-                                     prune_dnsmos_channels)
+    from audiolib.perceptual import (
+        DNSMOS_INT8_PATH,
+        dnsmos_float_path,
+        dnsmos_mos,
+        dnsmos_session,
+        prune_dnsmos_channels,
+    )
     from audiolib.speech import OpenVinoSession, onnx_session
 
     x = _windows(n)

@@ -51,9 +51,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import header  # noqa: E402
-
 from benchmarks.bench_loudness import _default_audioqc, print_table, rss_floor_mb, run_measured  # noqa: E402
+from benchmarks.harness import header  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SR = 48000
@@ -149,8 +148,8 @@ def ensure_programme(workdir: Path, minutes: float, kind: str = "mixed") -> Path
                         str(cycle_path)], input=pcm, check=True)
         loops = int(np.ceil(minutes * 60 / CYCLE_S))
         partial = tmp / "out.wav"
-        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", str(loops - 1), "-i", str(cycle_path),
-                        "-t", str(minutes * 60), "-c", "copy", str(partial)], check=True)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-stream_loop", str(loops - 1),
+                        "-i", str(cycle_path), "-t", str(minutes * 60), "-c", "copy", str(partial)], check=True)
         shutil.move(str(partial), path)
     return path
 
@@ -208,14 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     variants = {"this tree": [aq]}
     if args.baseline_tree is not None:
         # -P: not the working directory first on sys.path (it may be this tree), so PYTHONPATH decides
-        variants["baseline"] = ["env", f"PYTHONPATH={args.baseline_tree.resolve()}", sys.executable, "-P", "-m", "audioqc.cli"]
+        variants["baseline"] = ["env", f"PYTHONPATH={args.baseline_tree.resolve()}", sys.executable, "-P", "-m",
+                                "audioqc.cli"]
     programmes = {k: ensure_programme(args.workdir, args.minutes, k) for k in args.programmes.split(",")}
     out: dict = {"minutes": args.minutes, "pinned": bool(pin), "rounds": args.rounds, "isa": seen,
                  "baseline_tree": str(args.baseline_tree) if args.baseline_tree else None, "cases": []}
     verdicts = []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        print(f"peak-RSS measurement floor: {rss_floor_mb(tmp):.1f} MB; one core: {'taskset -c 0' if pin else 'NOT pinned'}")
+        print(f"peak-RSS measurement floor: {rss_floor_mb(tmp):.1f} MB; "
+              f"one core: {'taskset -c 0' if pin else 'NOT pinned'}")
         for kind, path in programmes.items():
             for level in levels:
                 env = isa.env(level)
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "baseline" in variants:
                     for name, _ in cases:
                         per_round = [b["wall_s"] / a["wall_s"] for a, b in
-                                     zip(runs[(name, "this tree")], runs[(name, "baseline")])]
+                                     zip(runs[(name, "this tree")], runs[(name, "baseline")], strict=True)]
                         fastest = best[(name, "baseline")]["wall_s"] / best[(name, "this tree")]["wall_s"]
                         out.setdefault("speedup", {})[f"{kind} {seen[level]} {name}"] = {
                             "fastest": fastest, "per_round": per_round}
@@ -264,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                 target = TARGETS.get(seen[level])
                 if full["ok"] and target:
                     verdict = "meets" if full["x_realtime"] >= target else "misses"
-                    line = (f"{kind}, {seen[level]}{' (emulated on this CPU)' if level != 'native' else ''}: full diagnose "
+                    emulated = " (emulated on this CPU)" if level != "native" else ""
+                    line = (f"{kind}, {seen[level]}{emulated}: full diagnose "
                             f"{full['x_realtime']:.0f}x realtime [{verdict} target >= {target:.0f}x]")
                     verdicts.append(line)
     print("\n" + "\n".join(verdicts))

@@ -40,8 +40,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audiolib.perceptual import (DEFAULT_QUALITY_WINDOWS, DNSMOS_WINDOW_S, DNSMOS_WINDOW_SAMPLES,  # noqa: E402
-                                 PerceptualAnalyzer, file_windows, mos_to_score, sample_stride)
+from audiolib.perceptual import (
+    DEFAULT_QUALITY_WINDOWS,
+    DNSMOS_WINDOW_S,
+    PerceptualAnalyzer,
+    file_windows,
+    mos_to_score,
+    sample_stride,
+)
 from audiolib.speech import INPUT_RATE_HZ  # noqa: E402
 from benchmarks import dnsmos_material  # noqa: E402
 from benchmarks.bench_perceptual import HERE, ensure_programme  # noqa: E402
@@ -149,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["file"] = label
                 results.append(r)
                 rows.append([label, str(cap), str(r["stride"]), f"{r['windows_scored']}/{r['windows_all']}",
-                             f"{r['full']['quality']:.2f}", f"{r['sampled']['quality']:.2f}", f"{r['max_abs']['quality']:.2f}",
+                             f"{r['full']['quality']:.2f}", f"{r['sampled']['quality']:.2f}",
+                             f"{r['max_abs']['quality']:.2f}",
                              f"{r['rms']['quality']:.2f}", f"{r['full']['noise']:.2f}", f"{r['sampled']['noise']:.2f}",
                              f"{r['max_abs']['noise']:.2f}", f"{r['rms']['noise']:.2f}",
                              f"{r['full']['worst']:.2f}/{r['sampled']['worst']:.2f}"])

@@ -71,7 +71,8 @@ def commit() -> str:
 
 def header(title: str) -> str:
     """The first line of a benchmark's output: what, where, when, which code."""
-    return f"{title}; CPU: {cpu_model()}; {time.strftime('%Y-%m-%d %H:%M')}; commit {commit()}; python {platform.python_version()}"
+    return (f"{title}; CPU: {cpu_model()}; {time.strftime('%Y-%m-%d %H:%M')}; commit {commit()}; "
+            f"python {platform.python_version()}")
 
 
 LAUNCHER = r"""
@@ -133,7 +134,7 @@ def default_audioqc() -> str:
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    print("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))))
     print("  ".join("-" * w for w in widths))
     for r in rows:
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))

@@ -20,8 +20,8 @@ a child process see a lesser CPU:
 What is emulated is the choice of kernels, not the CPU: the instructions run on this machine's
 cores, so an ``avx2`` figure is this CPU's micro-architecture running AVX2 code. On the Zen 4 EPYC
 of 2026-12-07 (family 25 model 17) its AVX2 int8 kernels ran ~1.6x faster than issue 19's AVX2-only
-EPYC (0.19 against 0.30 s a window of the whole int8 DNSMOS model); docs/perceptual-speed.md gives both. :func:`check` confirms that a
-child sees the level asked for (``audiolib.cpu.isa_level``, read from CPUID).
+EPYC (0.19 against 0.30 s a window of the whole int8 DNSMOS model); docs/perceptual-speed.md gives
+both. :func:`check` confirms that a child sees the level asked for (``audiolib.cpu.isa_level``, read from CPUID).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import header  # noqa: E402
 
 t_imports = time.perf_counter() - t_start
-SECONDS: Counter = Counter()
+SECONDS: defaultdict[str, float] = defaultdict(float)
 
 
 def _clocked(owner: Any, name: str, key: str) -> None:
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.isa != "native" and os.environ.get("AQ_ISA_LIMIT") != args.isa:
         from benchmarks import isa
 
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.profile_diagnose", *sys.argv[1:]], isa.env(args.isa))
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.profile_diagnose", *sys.argv[1:]],
+                  isa.env(args.isa))
     from audiolib.cpu import isa_level
 
     print(header("profile_diagnose: where a diagnose spends its time")
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 analyzer.push(block)
                 SECONDS[name] += time.perf_counter() - t
-        for name, analyzer in analyzers.items():
+        for analyzer in analyzers.values():
             t = time.perf_counter()
             analyzer.result()
             SECONDS["results (all blocks)"] += time.perf_counter() - t

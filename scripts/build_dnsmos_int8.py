@@ -334,7 +334,7 @@ def explore(dest: Path, calibration: list[np.ndarray]) -> Variant:
                                    replace(top, calibrate_method="MinMax", scope="cnn+stft"),
                                    replace(top, calibrate_method="MinMax", scope="all"))]
     t = _seconds([dnsmos_float_path()] + [r["path"] for r in rows], selection[:TIMING_CLIPS])
-    for r, s in zip(rows, t[1:]):
+    for r, s in zip(rows, t[1:], strict=True):
         r["s"], r["speedup"] = s, t[0] / s
     print(f"selection set: {len(selection)} clips; float model {t[0]:.3f} s per clip "
           f"(median of {TIMING_CLIPS}, all models in turn)")
@@ -344,8 +344,8 @@ def explore(dest: Path, calibration: list[np.ndarray]) -> Variant:
     print("-" * len(head))
     for r in rows:
         print(f"{r['variant'].name:44} {r['kb']:5.0f} {r['s']:7.3f} {r['speedup']:7.2f} "
-              + " ".join(f"{x:{w}.3f}" for x, w in zip(r["mean"], (11, 6, 6)))
-              + " " + " ".join(f"{x:{w}.3f}" for x, w in zip(r["max"], (10, 6, 6))))
+              + " ".join(f"{x:{w}.3f}" for x, w in zip(r["mean"], (11, 6, 6), strict=True))
+              + " " + " ".join(f"{x:{w}.3f}" for x, w in zip(r["max"], (10, 6, 6), strict=True)))
     fast = [r for r in rows if r["speedup"] >= MIN_SPEEDUP]
     best = min(fast or rows, key=lambda r: (float(r["mean"].mean()), float(r["max"].max())))["variant"]
     print(f"most accurate at >= {MIN_SPEEDUP}x: {best.name}")
@@ -365,7 +365,8 @@ def _edge_clips() -> list[np.ndarray]:
     clicks = np.zeros(n, np.float32)
     clicks[::1601] = 1.0
     return [np.zeros(n, np.float32), np.sign(np.sin(2 * np.pi * 250 * t)).astype(np.float32),
-            np.clip(rng.standard_normal(n), -1, 1).astype(np.float32), (1e-5 * rng.standard_normal(n)).astype(np.float32),
+            np.clip(rng.standard_normal(n), -1, 1).astype(np.float32),
+            (1e-5 * rng.standard_normal(n)).astype(np.float32),
             np.sin(2 * np.pi * 1000 * t).astype(np.float32), clicks]
 
 
@@ -389,11 +390,12 @@ def inactive_channels(clips: list[np.ndarray]) -> tuple[tuple[int, ...], np.ndar
         path = str(Path(tmp) / "probe.onnx")
         onnx.save(model, path)
         session = onnx_session(path, arena=False)
-        peak = None
+        peak: np.ndarray | None = None
         for x in clips:
             q = session.run([quant.output[0]], {"input_1": x[np.newaxis, :].astype(np.float32)})[0]
             m = q[0].reshape(q.shape[1], -1).max(axis=1)
             peak = m if peak is None else np.maximum(peak, m)
+    assert peak is not None, "no clips"
     return tuple(int(c) for c in np.flatnonzero(peak == 0)), peak
 
 
@@ -434,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--explore", metavar="DIR", default=None,
                     help="build every variant into DIR and compare them on the selection set")
     ap.add_argument("--inactive", action="store_true",
-                    help=f"list {PRUNED_CONV}'s output channels that are 0 on every clip of every set (and edge inputs)")
+                    help=f"list {PRUNED_CONV}'s output channels that are 0 on every clip of every set "
+                         "(and edge inputs)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.inactive:

@@ -16,9 +16,22 @@ import pytest
 from audiolib.diagnose import DiagnoseOptions, diagnose
 from audiolib.errors import InvalidParameter
 from audiolib.io import write
-from audiolib.perceptual import (DEFAULT_QUALITY_WINDOWS, DNSMOS_INACTIVE_CHANNELS, DNSMOS_INT8_PATH, DNSMOS_PLANS,
-                                 DNSMOS_WINDOW_S, DNSMOS_WINDOW_SAMPLES, PerceptualAnalyzer, dnsmos_p835, dnsmos_plan,
-                                 dnsmos_run, dnsmos_session, file_windows, prune_dnsmos_channels, sample_stride)
+from audiolib.perceptual import (
+    DEFAULT_QUALITY_WINDOWS,
+    DNSMOS_INACTIVE_CHANNELS,
+    DNSMOS_INT8_PATH,
+    DNSMOS_PLANS,
+    DNSMOS_WINDOW_S,
+    DNSMOS_WINDOW_SAMPLES,
+    PerceptualAnalyzer,
+    dnsmos_p835,
+    dnsmos_plan,
+    dnsmos_run,
+    dnsmos_session,
+    file_windows,
+    prune_dnsmos_channels,
+    sample_stride,
+)
 from benchmarks.material import with_noise
 from conftest import SR, espeak_speech
 
@@ -61,7 +74,8 @@ def test_a_long_file_is_scored_on_every_kth_speech_window():
                                      duration_s=seconds), y)
     idx_all, mos_all = every.window_scores()
     assert every.stride == 1 and list(idx_all) == list(range(12))  # espeak speech: every window is speech
-    sample = _push(PerceptualAnalyzer(16000, ["M"], events=False, music=False, quality_windows=4, duration_s=seconds), y)
+    sample = _push(PerceptualAnalyzer(16000, ["M"], events=False, music=False, quality_windows=4,
+                                      duration_s=seconds), y)
     idx, mos = sample.window_scores()
     assert sample.stride == 3 and list(idx) == [0, 3, 6, 9]
     assert np.array_equal(mos, mos_all[[0, 3, 6, 9]])
@@ -79,8 +93,11 @@ def test_diagnose_takes_the_length_from_the_header(tmp_path):
     a cap of 2: stride 2, windows 0 and 2."""
     path = str(tmp_path / "s.wav")
     write(path, espeak_speech(40.0)[np.newaxis, :].copy(), SR, codec="pcm_s24le", sample_fmt="s32")
-    d = lambda **kw: diagnose(path, only="quality_score", **{k: v for k, v in kw.items() if k == "end"},  # noqa: E731
-                              options=DiagnoseOptions(**{k: v for k, v in kw.items() if k != "end"})).blocks["quality_score"]
+    def d(**kw):
+        options = DiagnoseOptions(**{k: v for k, v in kw.items() if k != "end"})
+        result = diagnose(path, only="quality_score", **{k: v for k, v in kw.items() if k == "end"}, options=options)
+        return result.blocks["quality_score"]
+
     assert d().scored_windows == 5
     two = d(quality_windows=2)
     assert two.scored_windows == 2 and two.worst_segment.start_s in (0.0, 3 * DNSMOS_WINDOW_S)
