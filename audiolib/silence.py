@@ -210,8 +210,8 @@ class SilenceDetector:
         )
         return SilenceResult(
             intervals=self._intervals(self._all),
-            channel_intervals={
-                n: self._intervals(t) for n, t in zip(self.channel_names, self._per_channel, strict=True)
+            channel_intervals={  # none when mono (no per-channel trackers): strict=False, as before a256126
+                n: self._intervals(t) for n, t in zip(self.channel_names, self._per_channel, strict=False)
             },
             noise_db=self.noise_db,
             min_duration_s=self.min_duration_s,
