@@ -68,7 +68,7 @@ def reuse_rows(report_url: str, objects: list[MediaObject], sources: list[str], 
     """Copy earlier ``ok`` rows of unchanged files into this run (verdict recomputed)."""
     import pyarrow.dataset as ds
 
-    wanted = {(o.url, src) for o, src in zip(objects, sources)}
+    wanted = {(o.url, src) for o, src in zip(objects, sources, strict=True)}
     data = report.dataset(report_url)
     table = data.to_table(filter=ds.field("source_url").isin([o.url for o in objects])
                           & ds.field("run_id").isin(sorted(set(sources))))
@@ -230,7 +230,8 @@ class _RemedyBranch:
     SHOWN = 50
 
     def __init__(self, report_url: str, run: report.RunInfo, policy: str, source: str, remedy_url: str) -> None:
-        self.report_url, self.run, self.policy, self.source, self.remedy_url = report_url, run, policy, source, remedy_url
+        self.report_url, self.run, self.policy = report_url, run, policy
+        self.source, self.remedy_url = source, remedy_url
         self.state = read_remedy_state(report_url, run.run_id)
         self.not_fixable = 0
         self.reused = 0
@@ -433,9 +434,10 @@ def _artifacts(summary: dict[str, Any]) -> None:
     if remedy:
         lines += ["## Remedies", "", f"Remedied files written under `{remedy['remedy_url']}` and diagnosed again:", "",
                   "| outcome | files |", "|---|---|",
-                  f"| fixed (now pass) | {remedy['fixed']} |", f"| improved but still failing | {remedy['still_failing']} |",
-                  f"| remedy failed (error row) | {remedy['errors']} |", f"| not fixable (no remedy for its failures) | "
-                  f"{remedy['not_fixable']} |", ""]
+                  f"| fixed (now pass) | {remedy['fixed']} |",
+                  f"| improved but still failing | {remedy['still_failing']} |",
+                  f"| remedy failed (error row) | {remedy['errors']} |",
+                  f"| not fixable (no remedy for its failures) | {remedy['not_fixable']} |", ""]
         create_table_artifact(key="audit-remedies", table=[{"outcome": k, "files": remedy[k]} for k in
                               ("fixed", "still_failing", "errors", "not_fixable", "reused")],
                               description=f"remedies of audit {summary['run_id']}")

@@ -92,8 +92,8 @@ def check_report(report_url: str, *, create_bucket: bool = False) -> None:
         try:
             fs.mkdir(bucket)
         except Exception as exc:
-            raise OutputError(report_url, getattr(storage.remote_error(report_url, exc, doing=f"create bucket {bucket}"),
-                                                  "problem", "cannot create the bucket")) from None
+            error = storage.remote_error(report_url, exc, doing=f"create bucket {bucket}")
+            raise OutputError(report_url, getattr(error, "problem", "cannot create the bucket")) from None
 
 
 def check_audit(source: str, report_url: str, *, policy: str | None = None, run_id: str | None = None,
