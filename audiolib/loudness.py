@@ -72,7 +72,7 @@ _HIGHPASS_F0_HZ = 38.13547087602444
 _HIGHPASS_Q = 0.5003270373238773
 
 # BS.1770-4 Annex 2, Table 1 (48-tap FIR, 4 phases of 12 taps): the standard's *example* 4x
-# true-peak interpolator, kept for comparisons (benchmarks/true_peak_sweep.py). The meter does not
+# true-peak interpolator, kept for comparisons (evaluations/true_peak_sweep.py). The meter does not
 # use it: its phases 1 and 2 (the values 3/8 and 5/8 of a sample from the nearest input sample)
 # have a gain of -0.24 dB at DC, -0.22 dB at fs/6 and +0.22 dB at fs/4, so an fs/4 sine read
 # +0.22 dB over its true peak at some phases and an fs/6 sine -0.30 dB under (issue 19).

@@ -47,9 +47,9 @@ Why the off-comb features (issue 19): a steady, clear synthetic voice (flite ``s
 as many spectral peaks, stable peaks and births as speech over a music bed, which the training set
 teaches to be music; the old features (counts of peaks, stable peaks and births over the whole
 spectrum) could not tell the two apart, and flite slt read up to 30 % music on single files
-(``benchmarks/eval_tts_speech.py``). Every one of the voice's peaks lies on its comb, and its
+(``evaluations/eval_tts_speech.py``). Every one of the voice's peaks lies on its comb, and its
 harmonics glide together; a bed's partials lie off the voice's comb and are held
-(``benchmarks/music_features_tts.py`` prints the features of both detectors).
+(``evaluations/music_features_tts.py`` prints the features of both detectors).
 
 Per segment, over a window of context (segment +-1 s for most features; +-:data:`CONTEXT_SEGMENTS`
 segments for the rhythm and energy statistics), the features :data:`FEATURE_NAMES`:
@@ -81,11 +81,11 @@ long-stable and quiet-stable peaks; held and off-comb peaks), so a single weight
 own (some come out negative); the largest are for off-comb peaks and births, pitch-grid coherence
 (of stable and of held peaks) and stable and held peaks in quiet frames.
 The weights were fitted by L2-regularised logistic regression (lambda 0.03) on the TRAIN split of
-``benchmarks/content_corpus.py`` (recorded game music, fluidsynth-rendered MIDI, espeak-ng, flite
+``testing/material/content_corpus.py`` (recorded game music, fluidsynth-rendered MIDI, espeak-ng, flite
 and festival speech, recorded speech, speech over music beds 10-20 dB down, noise, hum, silence) by
-``python -m benchmarks.eval_content --fit``; ``benchmarks/eval_content.py`` evaluates
+``python -m evaluations.eval_content --fit``; ``evaluations/eval_content.py`` evaluates
 them on the disjoint TEST split (other recordings, pieces, voices, texts), and
-``benchmarks/eval_tts_speech.py`` on text-to-speech and recorded speech. (Lambda 0.03 rather than
+``evaluations/eval_tts_speech.py`` on text-to-speech and recorded speech. (Lambda 0.03 rather than
 0.01: on a development set of TTS paragraphs, 0.01 left more single files over 5 % music.)
 
 Known weaknesses (TEST split): a drums-and-bass bed under speech is mostly missed (little tonal
@@ -192,8 +192,8 @@ FEATURE_NAMES = ("stable", "long_stable", "births", "peaks_off_comb", "grid_3s",
                  "off_comb", "quiet_off_comb", "births_off_comb", "grid_off_comb_3s", "grid_off_comb_5s",
                  "held_off_comb", "quiet_held_off_comb", "held_off_comb_frac")
 
-# Fitted by `python -m benchmarks.eval_content --fit` (L2-regularised logistic regression,
-# lambda=0.03, on the TRAIN split of benchmarks/content_corpus.py, CORPUS_VERSION 3). Do not edit by hand.
+# Fitted by `python -m evaluations.eval_content --fit` (L2-regularised logistic regression,
+# lambda=0.03, on the TRAIN split of testing/material/content_corpus.py, CORPUS_VERSION 3). Do not edit by hand.
 FEATURE_MEAN = np.array([
     0.811539, 0.425834, 1.72549, 1.1612, 0.421982, 0.452943, 0.29853,
     0.184258, -21.1287, 1.0238, 0.81399, 0.345598, 0.455359, 0.749351,

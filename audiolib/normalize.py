@@ -66,7 +66,7 @@ RELEASE_RANGE_MS = (1.0, 5000.0)
 #: project's meter reads the detector's own points (+0.000 dB over the threshold on every signal
 #: tried); FFmpeg's ebur128 (a 32-tap resampler to 192 kHz passing up to 0.97 of Nyquist) reads
 #: other points with another filter and mirrors the signal before its first sample: measured over
-#: benchmarks/normalize_margin.py's battery of 116 signals, at most 0.04 dB over the threshold on
+#: evaluations/normalize_margin.py's battery of 116 signals, at most 0.04 dB over the threshold on
 #: programme (speech, music, hard-clipped music), 0.05 dB on sines up to 19.5 kHz, 0.10 dB on
 #: white noise and 0.13 dB on hard-clipped full-band noise, the worst case found (docs/normalize.md).
 SAFETY_MARGIN_DB = 0.2

@@ -28,7 +28,7 @@ The int8 model (default) and the float one
     instructions where it has them. On this machine it is ~7.5x faster than the float model and
     ~2.9x faster than the same int8 model in onnxruntime (whose wheel does not use AMX), with MOS
     within 0.003 of onnxruntime's. Against the float model on clips it was neither calibrated nor
-    selected on (``benchmarks/eval_dnsmos_int8.py``) its MOS differ by a few hundredths on
+    selected on (``evaluations/eval_dnsmos_int8.py``) its MOS differ by a few hundredths on
     average and the monotonic fall of both scores with added noise holds.
     ``quality_model="float"`` (CLI ``--quality-model float``) runs the published float model
     instead, with onnxruntime, as the speechmos wheel does.
@@ -59,7 +59,7 @@ Cost: ``quality_windows`` and ``quality_stride``
     before decoding (:func:`sample_stride`). A file of up to ``quality_windows`` windows (9.6 min
     by default) is scored on every speech window, as before; an hour on every 7th. A systematic
     sample keeps the average and the distribution unbiased estimates of the whole file's (their
-    agreement with every window scored: ``benchmarks/eval_quality_sampling.py``); the worst
+    agreement with every window scored: ``evaluations/eval_quality_sampling.py``); the worst
     segment is the worst *scored* window; ``scored_windows`` and ``scored_duration_s`` say how
     much was scored. ``quality_windows=None`` scores every speech window whatever the length (and
     so does a file whose length the header does not give). ``quality_stride=N`` (CLI
@@ -103,7 +103,7 @@ DNSMOS_POLY_SIG = (-0.08397278, 1.22083953, 0.0052439)
 DNSMOS_POLY_BAK = (-0.13166888, 1.60915514, -0.39604546)
 DNSMOS_POLY_OVR = (-0.06766283, 1.11546468, 0.04602535)
 #: The DNSMOS P.835 models: ``int8`` (the float model quantised by scripts/build_dnsmos_int8.py and
-#: run by OpenVINO; accuracy against the float model in benchmarks/eval_dnsmos_int8.py) and ``float``
+#: run by OpenVINO; accuracy against the float model in evaluations/eval_dnsmos_int8.py) and ``float``
 #: (``sig_bak_ovr.onnx`` as shipped in the speechmos wheel, run by onnxruntime).
 QUALITY_MODELS = ("int8", "float")
 DEFAULT_QUALITY_MODEL = "int8"

@@ -192,7 +192,7 @@ def ensure_collection(workdir: Path, files: int, seconds: float, seed: int) -> d
     import numpy as np
 
     from audiolib.io import write
-    from benchmarks.material import programme
+    from testing.material.media import programme
 
     print(f"generating {files} x {seconds:g} s stereo {SR} Hz 16-bit WAV into {workdir} ...", flush=True)
     t0 = time.perf_counter()

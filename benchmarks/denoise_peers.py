@@ -518,10 +518,10 @@ def check_alignment(peer: Peer, sr: int = 48000, seconds: float = 3.0) -> int:
 
 def smoke_check(peer: Peer, kind: str = "recorded", seconds: float = 4.0, sr: int = 48000,
                 snr_db: float = 5.0) -> dict[str, float]:
-    """One peer on ``seconds`` of clean speech (:mod:`benchmarks.denoise_material`) with white
+    """One peer on ``seconds`` of clean speech (:mod:`testing.material.denoise`) with white
     noise at ``snr_db``: its SNR gain and SI-SDR gain (dB) and the lag (samples) of its output
     against the clean reference by cross-correlation. A quick correctness check, not a benchmark."""
-    from benchmarks import denoise_material as dm
+    from testing.material import denoise as dm
 
     clean = dm.clean_speech(kind, seconds, sr, seed=1)
     noisy, ref, _ = dm.mix(clean, dm.noise("white", clean.size, sr, seed=2), snr_db, sr)

@@ -1,6 +1,6 @@
 """Make the figures of docs/trends.md (and the README's trends section) with the real commands.
 
-A synthetic nightly history (benchmarks/report_material.py: 8 runs of 300 new files in three
+A synthetic nightly history (testing/material/reports.py: 8 runs of 300 new files in three
 creator folders; on the last night creatorB's files are 1.5 quality points worse) is written as
 a report; `audioqc trends` and `audioqc compare` then draw the figures:
 
@@ -27,7 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
     args = ap.parse_args()
-    from benchmarks.report_material import synthetic_history, write_history
+    from testing.material.reports import synthetic_history, write_history
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
 The float ``sig_bak_ovr.onnx`` inside the ``speechmos`` wheel (DNSMOS P.835, Reddy et al., ICASSP
 2022) is quantised statically with onnxruntime's quantiser: weights to int8, activations to uint8
 with ranges calibrated on representative 9.01 s clips generated here
-(:mod:`benchmarks.dnsmos_material`, set ``calibration``: six espeak-ng/flite voices at three
+(:mod:`testing.material.dnsmos`, set ``calibration``: six espeak-ng/flite voices at three
 speech levels, clean and with white and pink noise at 30/15/5/-5 dB SNR, recorded music and speech
 over a music bed, 60 clips, all through the analyzer's own soxr resampling to 16 kHz).
 
@@ -54,7 +54,7 @@ VNNI rate; one AMX ``tdpbusd`` loop alone runs 1.7 TMAC/s here), and its profile
 int8 model's time in QLinearConv. OpenVINO's CPU plugin (oneDNN ``brgconv_avx512_amx_I8``
 kernels) runs the same quantised graph in QDQ form (its ONNX reader cannot take QOperator's
 per-channel QLinearConv) with the same MOS to 4 decimals on 12 selection clips, within 0.003 on
-the 50 of benchmarks/eval_dnsmos_int8.py (and, on the selection set, mean |d| to the
+the 50 of evaluations/eval_dnsmos_int8.py (and, on the selection set, mean |d| to the
 float model 0.021/0.027/0.019, max 0.080/0.082/0.048, as in onnxruntime) at 55-79 ms a clip
 against 180-195 ms for onnxruntime in the same run. Its profile then showed the first Conv
 (one input channel) at 15-16 ms of ~65: oneDNN pads the input channels of an int8 Conv to a
@@ -123,7 +123,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from audiolib.perceptual import DNSMOS_INT8_PATH, dnsmos_float_path, dnsmos_run, dnsmos_session  # noqa: E402
-from benchmarks import dnsmos_material  # noqa: E402
+from testing.material import dnsmos as dnsmos_material  # noqa: E402
 
 #: The network's STFT (Conv nodes on the raw waveform), left in float.
 STFT_NODES = ("stft-real", "stft-imag")

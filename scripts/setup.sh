@@ -12,12 +12,12 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 # fluid-soundfont-gm: MIDI rendered to music for that set; extremetuxracer-data: real recorded
 # music (Ogg Vorbis) for the ffmpeg cross-checks and the music detector.
 # asterisk-core-sounds-{en,fr,it,ru}-g722: recorded human speech (16 kHz telephone prompts,
-# CC-BY-SA-3.0 / CC-BY-3.0) for the denoiser's tests and benchmark (benchmarks/denoise_material.py).
+# CC-BY-SA-3.0 / CC-BY-3.0) for the denoiser's tests and benchmark (testing/material/denoise.py).
 # chromium: the headless browser in which tests/test_html_browser.py renders the trends and compare
 # HTML reports (driven over the DevTools protocol: no chromedriver, no browser download).
 # festival, festvox-us-slt-hts, festvox-kdlpc16k: a third text-to-speech engine (the HTS voice of the
 # CMU ARCTIC slt speaker, full band, and the ked diphone voice) for the music detector's TTS tests,
-# its evaluation corpus and benchmarks/eval_tts_speech.py (issue 19); the asterisk prompts are also
+# its evaluation corpus and evaluations/eval_tts_speech.py (issue 19); the asterisk prompts are also
 # its recorded speech.
 APT_PACKAGES="ffmpeg espeak-ng flite fluidsynth fluid-soundfont-gm extremetuxracer-data
   asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722

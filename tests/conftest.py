@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from audiolib.io import write
-from benchmarks.material import programme, run_ffmpeg  # noqa: F401 (re-exported to tests)
+from testing.material.media import programme, run_ffmpeg  # noqa: F401 (re-exported to tests)
 
 SR = 48000
 

@@ -23,7 +23,7 @@ from audiolib.channel_format import (
     analyze,
 )
 from audiolib.errors import InvalidParameter
-from benchmarks.material import programme, run_ffmpeg
+from testing.material.media import programme, run_ffmpeg
 
 SR = 48000
 WINDOW_S = 0.1

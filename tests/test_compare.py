@@ -16,8 +16,8 @@ from audiolib import io
 from audiolib.errors import InvalidParameter
 from audioqc.compare import Gate, compare, format_markdown
 from audioqc.stats import bootstrap_median_ci, bootstrap_median_draws
-from benchmarks.report_material import synthetic_history, write_history
 from conftest import SR, espeak_speech, run_cli
+from testing.material.reports import synthetic_history, write_history
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -10,8 +10,8 @@ import pytest
 
 from audiolib import denoise as dn
 from audiolib.errors import InvalidParameter
-from benchmarks.material import coloured_noise
 from conftest import espeak_speech
+from testing.material.media import coloured_noise
 
 SR = 48000
 #: Largest sample difference allowed between this engine and libDF's frame-by-frame output. Both

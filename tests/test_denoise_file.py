@@ -16,8 +16,8 @@ import pytest
 
 from audiolib import io
 from audiolib.denoise import denoise_file
-from benchmarks.material import coloured_noise
 from conftest import AUDIOQC, SR, espeak_speech, run_cli
+from testing.material.media import coloured_noise
 
 cli = run_cli
 

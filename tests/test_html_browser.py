@@ -23,7 +23,7 @@ from audioqc import html_report
 from audioqc.compare import compare
 from audioqc.policy import load_policy
 from audioqc.trends import trends
-from benchmarks.report_material import synthetic_history, write_history
+from testing.material.reports import synthetic_history, write_history
 
 pytestmark = pytest.mark.timeout(300)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -11,14 +11,14 @@ import pytest
 
 from audiolib import io, loudness
 from audiolib.diagnose import diagnose
-from benchmarks.material import ffmpeg_ebur128, music_variants, programme_variants
 from conftest import SR, programme, run_cli
+from testing.material.media import ffmpeg_ebur128, music_variants, programme_variants
 
 
 @pytest.fixture(scope="module")
 def real_material(tmp_path_factory, ffmpeg) -> dict[str, str]:
     """Programme with espeak-ng speech over it in nine codecs/rates, and recorded music
-    (Debian's extremetuxracer-data) with transcodes of it (benchmarks/material.py)."""
+    (Debian's extremetuxracer-data) with transcodes of it (testing/material/media.py)."""
     return {**programme_variants(tmp_path_factory.mktemp("real")),
             **music_variants(tmp_path_factory.mktemp("music"))}
 

@@ -19,8 +19,8 @@ import pytest
 
 from audiolib.errors import InvalidParameter
 from audiolib.music import CONTEXT_SEGMENTS, FRAMES_PER_SEGMENT, MIN_BATCH_FRAMES, SEGMENT_S, MusicDetector
-from benchmarks.content_corpus import SOUNDFONT, _read_16k_mono, compose, write_midi
-from benchmarks.material import REAL_MUSIC_DIR, run_ffmpeg
+from testing.material.content_corpus import SOUNDFONT, _read_16k_mono, compose, write_midi
+from testing.material.media import REAL_MUSIC_DIR, run_ffmpeg
 
 SR = 16000
 
@@ -219,7 +219,7 @@ def test_tts_speech_is_not_music(tmp_path, engine, voice):
 def test_recorded_speech_is_not_music():
     """Recorded speech (a professional voice's prompts, Asterisk's US English core sounds): at most
     5 % music."""
-    from benchmarks.denoise_material import _prompt, _speech_prompts
+    from testing.material.denoise import _prompt, _speech_prompts
 
     files = _speech_prompts("en_US_f_Allison")  # FileNotFoundError names the apt package
     parts = []

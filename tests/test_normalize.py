@@ -30,8 +30,8 @@ from audiolib.normalize import (
     normalize_with_result,
 )
 from benchmarks.bench_remedy import ebur128_precise
-from benchmarks.material import REAL_MUSIC_DIR, programme
 from conftest import espeak_speech
+from testing.material.media import REAL_MUSIC_DIR, programme
 
 SR = 48000
 ACCURACY_LU = 0.3  # what the remedy promises, read by FFmpeg's meter

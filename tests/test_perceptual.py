@@ -25,8 +25,8 @@ from audiolib.perceptual import (
     dnsmos_session,
     mos_to_score,
 )
-from benchmarks.material import with_noise
 from conftest import SR, espeak_speech
+from testing.material.media import with_noise
 
 PERCEPTUAL = "quality_score,noise_score,speech,music,other,loudness"
 
@@ -103,7 +103,7 @@ def test_quality_stride_scores_every_nth_speech_window(tmp_path):
     assert abs(half["average"] - every["average"]) < 1.5
 
 
-#: int8 against float, per 9.01 s clip (MOS 1-5). benchmarks/eval_dnsmos_int8.py on 50 evaluation
+#: int8 against float, per 9.01 s clip (MOS 1-5). evaluations/eval_dnsmos_int8.py on 50 evaluation
 #: clips (other voices, texts, noise seeds and music than the model was calibrated and selected on):
 #: mean |d| 0.025 SIG, 0.025 BAK, 0.021 OVRL; max |d| 0.185, 0.109, 0.102 (espeak-ng en+f4 with white
 #: noise at 10 dB). The bound is about twice the largest difference measured there: a failure
@@ -131,7 +131,7 @@ def test_int8_model_agrees_with_float():
 
 
 #: The int8 model in OpenVINO (the analyzer) against the same file in onnxruntime, per clip (MOS):
-#: both accumulate the int8 products exactly; within 0.003 on benchmarks/eval_dnsmos_int8.py's 50 clips.
+#: both accumulate the int8 products exactly; within 0.003 on evaluations/eval_dnsmos_int8.py's 50 clips.
 RUNTIMES_MAX_ABS_MOS = 0.02
 
 

@@ -32,8 +32,8 @@ from audiolib.perceptual import (
     prune_dnsmos_channels,
     sample_stride,
 )
-from benchmarks.material import with_noise
 from conftest import SR, espeak_speech
+from testing.material.media import with_noise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -259,8 +259,8 @@ def test_clean_speech_rejects_upsampled_narrowband_mono_and_skips_phase(tmp_path
 def test_clean_speech_warns_on_noisy_speech(tmp_path):
     """The perceptual rules: speech passes the speech, music and SNR rules; the same speech with
     white noise 10 dB under it warns on the SNR (and the noise score falls)."""
-    from benchmarks.material import with_noise
     from conftest import espeak_speech
+    from testing.material.media import with_noise
 
     speech = espeak_speech(20.0)
     rows = {}

@@ -17,8 +17,8 @@ import pytest
 
 from audiolib import io
 from audioqc import report
-from benchmarks.material import coloured_noise, programme
 from conftest import SR, espeak_speech
+from testing.material.media import coloured_noise, programme
 
 pytestmark = pytest.mark.timeout(1200)
 

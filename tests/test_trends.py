@@ -1,4 +1,4 @@
-"""Trends and alerts on synthetic report histories with known shifts (benchmarks/report_material.py),
+"""Trends and alerts on synthetic report histories with known shifts (testing/material/reports.py),
 the false-alarm rate over seeded null histories, stages, older schemas, the CLI and bad input."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from audioqc import history, report
 from audioqc.stats import binomial_upper, holm
 from audioqc.trends import analyse, trends, watch_list
-from benchmarks.report_material import synthetic_history, write_history
+from testing.material.reports import synthetic_history, write_history
 
 SHIFT = {"group": "creatorB", "metric": "quality_score_average", "delta": -1.5}
 

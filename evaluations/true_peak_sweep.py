@@ -11,7 +11,7 @@ three decimals, 0.01 dB here) on the same signal written as 32-bit float WAV. Al
 0 dBFS fs/4 sine at 56.25 degrees, and Tech 3341 cases 15-23 (the signals the conformance tests
 build) read by the meter.
 
-    .venv/bin/python -m benchmarks.true_peak_sweep [--no-ffmpeg] [--skip-stats] [--alternatives] [--json OUT]
+    .venv/bin/python -m evaluations.true_peak_sweep [--no-ffmpeg] [--skip-stats] [--alternatives] [--json OUT]
 
 ``--alternatives`` also evaluates interpolators that were tried and not kept (a 4x grid with better
 filters, fewer taps on the 8x grid), on the same sweep (numpy, float64) and by their gain up to
@@ -112,7 +112,7 @@ def chunk_bound_shares(x: np.ndarray, chunk: int = 512) -> tuple[float, float, f
 
 def skip_stats() -> None:
     from benchmarks.bench_loudness import ProgrammeGenerator
-    from benchmarks.material import REAL_MUSIC_DIR, run_ffmpeg
+    from testing.material.media import REAL_MUSIC_DIR, run_ffmpeg
 
     print("\nchunks (512 windows) whose bound beats the sample peak: interpolated; the rest skipped exactly")
     print(f"{'signal':28} {'Annex 2, tap sum':>17} {'new taps, tap sum':>18} {'new taps, both bounds':>22}")

@@ -2,11 +2,11 @@
 """audioqc's loudness against FFmpeg's ebur128 filter on the same files (the README's table).
 
 Material: programme with espeak-ng speech in nine codecs/rates, and recorded music from a Debian
-package in four (see benchmarks/material.py). FFmpeg prints I and LRA to 0.1 LU and measures the
+package in four (see testing/material/media.py). FFmpeg prints I and LRA to 0.1 LU and measures the
 true peak by resampling to 192 kHz; audioqc interpolates an 8x grid of 24-tap fractional delays
 (audiolib.loudness.true_peak_taps; until ANALYSIS_VERSION 4, the BS.1770-4 Annex 2 4x filter).
 
-    .venv/bin/python benchmarks/accuracy_ffmpeg.py
+    .venv/bin/python evaluations/accuracy_ffmpeg.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audiolib.diagnose import diagnose  # noqa: E402
-from benchmarks.material import ffmpeg_ebur128, music_variants, programme_variants  # noqa: E402
+from testing.material.media import ffmpeg_ebur128, music_variants, programme_variants  # noqa: E402
 
 
 def main() -> int:

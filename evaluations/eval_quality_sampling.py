@@ -17,7 +17,7 @@ show the spread a file's content could give: a sample that starts one speech win
     the talk programme's first 10 minutes six times over, with white or pink noise whose SNR changes
     every 3 minutes (clean, 30, 20, 10, 5, 0 dB, in a seeded order): quality that changes along the file.
 ``held-out clips 60 min``
-    400 windows, each one of the 50 clips of benchmarks/dnsmos_material.py's evaluation set (voices,
+    400 windows, each one of the 50 clips of testing/material/dnsmos.py's evaluation set (voices,
     noises and SNRs the int8 model was neither calibrated nor selected on), drawn at random: no two
     neighbouring windows alike, the hardest case for a sample.
 
@@ -26,7 +26,7 @@ the quality and noise averages with every window and with the sample (phase 0), 
 the RMS difference over every phase, and the worst window with every window against the sample's.
 Nothing is asserted; the window scores are cached in ``--workdir`` (``--fresh`` recomputes them).
 
-    taskset -c 0 .venv/bin/python -m benchmarks.eval_quality_sampling [--caps 32,48,64,96,128] [--json OUT]
+    taskset -c 0 .venv/bin/python -m evaluations.eval_quality_sampling [--caps 32,48,64,96,128] [--json OUT]
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ from audiolib.perceptual import (
     sample_stride,
 )
 from audiolib.speech import INPUT_RATE_HZ  # noqa: E402
-from benchmarks import dnsmos_material  # noqa: E402
 from benchmarks.bench_perceptual import HERE, ensure_programme  # noqa: E402
 from benchmarks.harness import header, print_table  # noqa: E402
-from benchmarks.material import with_noise  # noqa: E402
+from testing.material import dnsmos as dnsmos_material  # noqa: E402
+from testing.material.media import with_noise  # noqa: E402
 
 MINUTES = 60.0
 SNR_STEPS_DB = (None, 30.0, 20.0, 10.0, 5.0, 0.0)

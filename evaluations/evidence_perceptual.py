@@ -7,12 +7,12 @@
    follow the added noise.
 2. Speech files (espeak-ng, flite) and music files (real recordings from Debian's
    extremetuxracer-data; MIDI rendered by fluidsynth with the GM soundfont comes from
-   benchmarks/content_corpus.py's evaluation): ``speech.percentage`` and ``music.percentage``.
+   testing/material/content_corpus.py's evaluation): ``speech.percentage`` and ``music.percentage``.
 
 Prints tables (the README's); ``--json OUT`` writes them too. Exit status is non-zero only if a
 measurement fails; nothing is asserted here (tests/test_perceptual.py asserts the monotonicity).
 
-    .venv/bin/python benchmarks/evidence_perceptual.py [--json OUT]
+    .venv/bin/python evaluations/evidence_perceptual.py [--json OUT]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from audiolib.diagnose import diagnose  # noqa: E402
 from audiolib.io import write  # noqa: E402
 from benchmarks.bench_loudness import print_table  # noqa: E402
 from benchmarks.bench_perceptual import SR, _decode, _speech  # noqa: E402
-from benchmarks.material import with_noise  # noqa: E402
+from testing.material.media import with_noise  # noqa: E402
 
 BLOCKS = "quality_score,noise_score,speech,music,other"
 

@@ -13,7 +13,7 @@ Sources
   ``festival`` (the ked diphone voice; the HTS voice of the CMU ARCTIC ``slt`` speaker, a full-band
   statistical-parametric voice), and *recorded* speech: the prompts of Asterisk's core sounds
   (``asterisk-core-sounds-{en,fr,it,ru}-g722``: one professional speaker per language, 16 kHz
-  G.722, so nothing above 7-8 kHz), read as ``benchmarks/denoise_material.py`` reads them;
+  G.722, so nothing above 7-8 kHz), read as ``testing/material/denoise.py`` reads them;
 * mixtures: speech over a music bed 10-20 dB below it;
 * negatives: white/pink/brown noise, mains hum (50/60 Hz with harmonics) over noise, room tone,
   digital silence and near-silence.
@@ -27,7 +27,7 @@ parts whose labels are known, every part a whole number of :data:`SEGMENT_S` sec
 of every segment is exact: ``speech`` (bool), ``music`` (bool) and ``kind`` (music, speech,
 mixture, noise, silence).
 
-Usage: ``python -m benchmarks.content_corpus`` builds (or reuses) both splits and prints their sizes.
+Usage: ``python -m testing.material.content_corpus`` builds (or reuses) both splits and prints their sizes.
 """
 
 from __future__ import annotations
@@ -44,12 +44,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from benchmarks.material import REAL_MUSIC_DIR, run_ffmpeg
+from testing.material.media import REAL_MUSIC_DIR, run_ffmpeg
 
 CORPUS_VERSION = 3  # 3: festival and recorded (Asterisk) voices; 30 clips per split
 SR_HZ = 16000
 SEGMENT_S = 1.0  # label granularity; must equal audiolib.music.SEGMENT_S
-OUT_DIR = Path(__file__).resolve().parent / "out" / "content_corpus"
+# with the other generated media (gitignored)
+OUT_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "out" / "content_corpus"
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # Debian package fluid-soundfont-gm
 
 KINDS = ("music", "speech", "mixture", "noise", "silence")
@@ -343,8 +344,8 @@ def synth_speech(engine: str, voice: str, text: str, speed: float, wav: Path) ->
 
 def recorded_speech(voice: str, seconds: float, seed: int) -> list[np.ndarray]:
     """Utterances of an Asterisk voice: its prompts of 1.5 s or longer, trimmed to their speech
-    (benchmarks/denoise_material.py), 16 kHz mono, in a seeded order, about ``seconds`` in all."""
-    from benchmarks import denoise_material
+    (testing/material/denoise.py), 16 kHz mono, in a seeded order, about ``seconds`` in all."""
+    from testing.material import denoise as denoise_material
 
     files = list(denoise_material._speech_prompts(voice))  # FileNotFoundError names the apt package
     rng = np.random.default_rng(seed)

@@ -27,7 +27,7 @@ Both are set to an active speech level of ``level_dbfs`` (default -26 dBFS) over
 Noise
 -----
 ``white``, ``pink``
-    :func:`benchmarks.material.coloured_noise`.
+    :func:`testing.material.media.coloured_noise`.
 ``babble``
     Seven talkers, none of them a target voice: three real recorded ones (Asterisk's Canadian
     French June Wallack, CC-BY-SA 3.0; Italian Carlo Flora, CC-BY 3.0; the Russian IVR voice,
@@ -65,7 +65,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmarks.material import coloured_noise
+from testing.material.media import coloured_noise
 
 SPEECH_DIR = "/usr/share/asterisk/sounds"
 #: The target voice of ``clean_speech("recorded")`` (apt asterisk-core-sounds-en-g722).

@@ -30,7 +30,7 @@ Material (generated here, cached in ``benchmarks/out/tts_speech/``; nothing is d
   music bed (``freezingpoint.ogg``, a TEST-split recording) 10, 15 and 20 dB under the speech.
 * **Recorded music** (must be music): the ten tracks of extremetuxracer-data, whole.
 
-    taskset -c 0 .venv/bin/python -m benchmarks.eval_tts_speech [--baseline-tree DIR] [--json OUT]
+    taskset -c 0 .venv/bin/python -m evaluations.eval_tts_speech [--baseline-tree DIR] [--json OUT]
 
 Exit status is non-zero only on a crash; nothing here asserts a score.
 """
@@ -47,12 +47,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.content_corpus import VOICES, _read_16k_mono, _trim
 from benchmarks.harness import header
-from benchmarks.material import REAL_MUSIC_DIR
+from testing.material.content_corpus import VOICES, _read_16k_mono, _trim
+from testing.material.media import REAL_MUSIC_DIR
 
 SR_HZ = 16000
-OUT_DIR = Path(__file__).resolve().parent / "out" / "tts_speech"
+# with the other generated media (gitignored)
+OUT_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "out" / "tts_speech"
 REPO = Path(__file__).resolve().parent.parent
 
 PARAGRAPHS = (
@@ -125,7 +126,7 @@ def _music(name: str, dest: Path) -> np.ndarray:
 def build(dest: Path = OUT_DIR) -> dict[str, dict]:
     """Every file of the evaluation: name -> {"path" (16 kHz float32 raw), "group", "music" (truth
     per 1 s segment, or None where all are speech), ...}."""
-    from benchmarks import denoise_material
+    from testing.material import denoise as denoise_material
 
     dest.mkdir(parents=True, exist_ok=True)
     train_voices = {(e, v) for e, v, _, _ in VOICES["train"]}

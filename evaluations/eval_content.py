@@ -1,7 +1,7 @@
 """Evaluate the music detector (and the voice-activity detector, if present) on the labelled corpus.
 
-``python -m benchmarks.eval_content [--json OUT] [--baseline-tree DIR]`` builds or reuses
-``benchmarks/content_corpus.py``'s clips, runs :class:`audiolib.music.MusicDetector` over every TEST
+``python -m evaluations.eval_content [--json OUT] [--baseline-tree DIR]`` builds or reuses
+``testing/material/content_corpus.py``'s clips, runs :class:`audiolib.music.MusicDetector` over every TEST
 clip in 3 s blocks (as a decoder would feed it) and prints, at segment level (1 s): precision,
 recall and F1 per class, the share of segments detected as music / speech per source type (music
 only, speech only, speech over music, noise, silence), the corpus sizes and the detector's speed
@@ -12,7 +12,7 @@ Speech is evaluated when ``audiolib.speech`` (``VoiceActivity``, one probability
 importable: a segment is speech when at least :data:`SPEECH_FRAME_SHARE` of its frames are above
 ``SPEECH_THRESHOLD``.
 
-``python -m benchmarks.eval_content --fit`` fits the music detector's logistic regression on the
+``python -m evaluations.eval_content --fit`` fits the music detector's logistic regression on the
 TRAIN split and prints the constants to paste into ``audiolib/music.py``.
 
 Exit status is non-zero only on a crash; nothing here asserts a score or a timing.
@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from audiolib import music
-from benchmarks.content_corpus import KINDS, SEGMENT_S, SR_HZ, build_split, sources_of
+from testing.material.content_corpus import KINDS, SEGMENT_S, SR_HZ, build_split, sources_of
 
 #: A segment counts as speech when this share of its 32 ms VAD frames is above the VAD threshold
 #: (a second with a few hundred ms of voice is speech; a click of 1-2 frames is not).

@@ -7,11 +7,11 @@ Three disjoint sets, generated on the spot (nothing is downloaded, nothing is co
 ``selection``
     what the build script's ``--explore`` compares the quantisation variants on;
 ``evaluation``
-    what ``benchmarks/eval_dnsmos_int8.py`` reports the int8 model's accuracy on.
+    what ``evaluations/eval_dnsmos_int8.py`` reports the int8 model's accuracy on.
 
 Each set has its own synthetic voices (espeak-ng, flite), texts, noise seeds, SNRs and speech
 levels, and its own recorded music (Debian's ``extremetuxracer-data`` Ogg Vorbis files, the same
-split by file as ``benchmarks/content_corpus.py``: the calibration set takes files from its TRAIN
+split by file as ``testing/material/content_corpus.py``: the calibration set takes files from its TRAIN
 side, the evaluation set from its TEST side). Per set: every voice clean, the same speech with
 white and pink noise at the set's SNRs (noise power against the active speech samples, as
 ``tests/test_perceptual.py`` does), music excerpts and speech over a music bed.
@@ -35,7 +35,7 @@ import numpy as np
 from audiolib import io
 from audiolib.perceptual import DNSMOS_WINDOW_SAMPLES
 from audiolib.speech import INPUT_RATE_HZ, resampler
-from benchmarks.material import REAL_MUSIC_DIR, active_rms, with_noise
+from testing.material.media import REAL_MUSIC_DIR, active_rms, with_noise
 
 SETS = ("calibration", "selection", "evaluation")
 

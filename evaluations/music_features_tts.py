@@ -12,7 +12,7 @@ fix to see the old features) in a process of its own over:
 and prints the mean of the features it names (those of that tree's ``FEATURE_NAMES``), for slt
 also over the segments it calls music.
 
-    .venv/bin/python -m benchmarks.music_features_tts [--tree DIR] [--features a,b,c]
+    .venv/bin/python -m evaluations.music_features_tts [--tree DIR] [--features a,b,c]
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.content_corpus import build_split
-from benchmarks.eval_content import _boundary_distance
-from benchmarks.eval_tts_speech import build
 from benchmarks.harness import header
+from evaluations.eval_content import _boundary_distance
+from evaluations.eval_tts_speech import build
+from testing.material.content_corpus import build_split
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT = "peaks,peaks_off_comb,stable,births,flatness,grid_3s"

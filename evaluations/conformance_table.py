@@ -4,7 +4,7 @@
 The signals are the ones tests/test_loudness_conformance.py builds from the standards'
 definitions (one definition, used by both); this script prints expected vs measured for each.
 
-    .venv/bin/python benchmarks/conformance_table.py
+    .venv/bin/python evaluations/conformance_table.py
 """
 import math
 import sys

@@ -2,9 +2,9 @@
 
 Usage::
 
-    taskset -c 1 .venv/bin/python -m benchmarks.eval_dnsmos_int8 [--json OUT]
+    taskset -c 1 .venv/bin/python -m evaluations.eval_dnsmos_int8 [--json OUT]
 
-1. Per clip, on the ``evaluation`` set of :mod:`benchmarks.dnsmos_material` (voices, texts, noise
+1. Per clip, on the ``evaluation`` set of :mod:`testing.material.dnsmos` (voices, texts, noise
    seeds, SNRs, levels and music files that neither the calibration nor the variant selection of
    ``scripts/build_dnsmos_int8.py`` used; 50 clips of 9.01 s): the MOS differences int8 - float
    for SIG, BAK and OVRL (mean signed, mean absolute, max absolute) and for the 0-10 scores the
@@ -39,8 +39,8 @@ from audiolib.perceptual import (
     mos_to_score,
 )
 from audiolib.speech import INPUT_RATE_HZ
-from benchmarks import dnsmos_material
-from benchmarks.material import with_noise
+from testing.material import dnsmos as dnsmos_material
+from testing.material.media import with_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

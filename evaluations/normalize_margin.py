@@ -13,7 +13,7 @@ Battery: sines of 100 Hz .. 19.5 kHz at three phases and 44.1 / 48 / 96 kHz (20 
 sine starting abruptly at full level, white and hard-clipped full-band noise (several seeds),
 square waves, synthetic programme, espeak-ng speech and recorded music (plain and hard-clipped).
 
-    .venv/bin/python benchmarks/normalize_margin.py
+    .venv/bin/python evaluations/normalize_margin.py
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from audiolib import io  # noqa: E402
 from audiolib.loudness import measure  # noqa: E402
 from audiolib.normalize import SAFETY_MARGIN_DB, LoudnessNormalizer  # noqa: E402
 from benchmarks.bench_remedy import ebur128_precise  # noqa: E402
-from benchmarks.material import REAL_MUSIC_DIR, programme  # noqa: E402
+from testing.material.media import REAL_MUSIC_DIR, programme  # noqa: E402
 
 CEILING = -1.0
 

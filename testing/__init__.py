@@ -1,0 +1,1 @@
+"""What the tests, benchmarks and evaluations share besides the code under test."""
