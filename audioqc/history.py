@@ -181,12 +181,9 @@ def _cache_dir(fs: Any, root: str) -> str:
 
 
 def _run_of_part(name: str) -> str | None:
-    """The run id in an audit part's name ``part-{run_id}-{NNNNNN}.parquet``."""
-    if not (name.startswith("part-") and name.endswith(".parquet")):
-        return None
-    stem = name[len("part-"):-len(".parquet")]
-    run, _, number = stem.rpartition("-")
-    return run if run and number.isdigit() else None
+    """The run id in an audit part's name (:func:`audioqc.report.parse_part_name`)."""
+    parsed = report.parse_part_name(name)
+    return parsed[0] if parsed else None
 
 
 def cached_runs(url: str, run_ids: Sequence[str] | None = None) -> tuple[list[str], list[str]]:

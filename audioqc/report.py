@@ -328,7 +328,7 @@ def write_table(table: pa.Table, report_url: str, run: RunInfo, part: int) -> st
     """
     fs, root = storage.filesystem(report_url)
     directory = f"{root.rstrip('/')}/{PARTITION}={run.run_date}"
-    name = f"part-{run.run_id}-{part:06d}.parquet"
+    name = part_name(run.run_id, part)
     final = f"{directory}/{name}"
     if _is_local(fs):
         os.makedirs(directory, exist_ok=True)
@@ -352,6 +352,21 @@ def write_table(table: pa.Table, report_url: str, run: RunInfo, part: int) -> st
     return final
 
 
+def part_name(run_id: str, part: int) -> str:
+    """The file name of part ``part`` of run ``run_id``: ``part-{run_id}-{part:06d}.parquet``."""
+    return f"part-{run_id}-{part:06d}.parquet"
+
+
+def parse_part_name(name: str) -> tuple[str, int] | None:
+    """``(run_id, part)`` of a part's file name (or path) as :func:`part_name` makes it; None for
+    any other name (a temporary, a sidecar file)."""
+    name = name.rsplit("/", 1)[-1]
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return None
+    run, _, number = name[len("part-"):-len(".parquet")].rpartition("-")
+    return (run, int(number)) if run and number.isdigit() else None
+
+
 def temporary_dir(report_url: str) -> str:
     """Where a local report's parts are written before they are renamed into place."""
     path = sidecar(report_url, "tmp")
@@ -370,7 +385,9 @@ def remove_stale_temporaries(report_url: str, run_id: str) -> int:
     except OSError:
         return 0
     for name in names:
-        if name.startswith(f"part-{run_id}-") and name.endswith(".tmp"):
+        # a temporary is a part's name, a random suffix and .tmp (write_table)
+        parsed = parse_part_name(name.split(".parquet.", 1)[0] + ".parquet") if name.endswith(".tmp") else None
+        if parsed is not None and parsed[0] == run_id:
             try:
                 os.remove(os.path.join(scratch, name))
                 removed += 1

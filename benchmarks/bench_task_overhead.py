@@ -12,7 +12,7 @@ Prefect API server started here:
   the flow's settings entered once per worker rather than rebuilt for every task), CA bundle as
   shipped;
 * ``warm+ca``: the same with the one-certificate CA file that ``flows.audit.run_audit`` gives the
-  clients of its temporary server (:func:`flows.audit._one_certificate_file`): the audit's setup.
+  clients of its temporary server (:func:`flows.workarounds.one_certificate_file`): the audit's setup.
 
 Every flow run starts its own pool, so each case times a flow of 2 tasks and one of ``--tasks`` + 2
 and divides the difference by ``--tasks``: worker start-up is not a per-task cost.  Prints the median
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
     from prefect.task_runners import ProcessPoolTaskRunner
 
-    from flows.audit import _one_certificate_file
     from flows.runner import WarmProcessPoolTaskRunner, prewarm
+    from flows.workarounds import one_certificate_file as _one_certificate_file
 
     @task(cache_policy=NO_CACHE, persist_result=False)
     def noop(i: int) -> int:

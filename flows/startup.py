@@ -128,8 +128,8 @@ class Startup:
 
     def _preflight(self, include: list[str] | None, exclude: list[str] | None, reuse: bool) -> None:
         """List the collection and read the report's state; hand both to the flow's tasks."""
-        from flows.state import report_state
         from tasks.listing import list_objects
+        from tasks.report_state import report_state
 
         try:
             objects = list_objects(self.source, include, exclude)

@@ -13,7 +13,7 @@ from audiolib.diagnose import diagnose
 from audiolib.errors import AudioQCError
 from audioqc import report
 
-from .storage import MediaObject
+from .listing import MediaObject
 
 
 def _policy(spec: str | None) -> Any:

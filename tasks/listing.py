@@ -42,10 +42,18 @@ class MediaObject:
         return self.url.rstrip("/").rsplit("/", 1)[-1]
 
     def identity(self) -> tuple[str, str | None, int | None, str | None]:
-        """URL + ETag where the store has one, else URL + size + mtime."""
-        if self.etag:
-            return (self.url, self.etag, None, None)
-        return (self.url, None, self.size_bytes, self.mtime.isoformat() if self.mtime else None)
+        """:func:`file_identity` of this object."""
+        return file_identity(self.url, self.etag, self.size_bytes, self.mtime)
+
+
+def file_identity(url: str, etag: str | None, size_bytes: int | None,
+                  mtime: datetime | None) -> tuple[str, str | None, int | None, str | None]:
+    """What the result cache keys a file on: URL + ETag where the store has one, else URL + size +
+    mtime. The one definition: a listed object's (:meth:`MediaObject.identity`) and a report row's
+    (:func:`tasks.report_state.identity_of`) must agree, or unchanged files are analysed again."""
+    if etag:
+        return (url, etag, None, None)
+    return (url, None, size_bytes, mtime.isoformat() if mtime else None)
 
 
 def _mtime(info: dict[str, Any]) -> datetime | None:

@@ -205,7 +205,8 @@ def test_prefect_yaml_deployments_are_valid():
 
 
 def test_guided_batches_cover_every_file_once_and_shrink():
-    from flows.audit import BATCH_BYTES, _guided_batches
+    from flows.batching import BATCH_BYTES
+    from flows.batching import guided_batches as _guided_batches
     from tasks.storage import MediaObject
 
     def objs(n, size):
@@ -278,7 +279,7 @@ def test_warm_runner_workers_run_with_the_flows_settings_entered_once(prefect_ap
 def test_one_certificate_file_loads_as_a_ca_file(tmp_path):
     import ssl
 
-    from flows.audit import _one_certificate_file
+    from flows.workarounds import one_certificate_file as _one_certificate_file
 
     path = _one_certificate_file(str(tmp_path))
     text = Path(path).read_text()
@@ -312,14 +313,16 @@ def test_finished_batches_are_freed_during_the_run(prefect_api, tmp_path, monkey
         futures.add(self)
 
     alive: list[int] = []
-    add = audit_module._PartWriter.add
+    from flows.writer import PartWriter
+
+    add = PartWriter.add
 
     def counting_add(self, rows):
         alive.append(len(futures))
         add(self, rows)
 
     monkeypatch.setattr(PrefectConcurrentFuture, "__init__", tracking_init)
-    monkeypatch.setattr(audit_module._PartWriter, "add", counting_add)
+    monkeypatch.setattr(PartWriter, "add", counting_add)
     summary = audit_module.run_audit(str(media), str(tmp_path / "r"), workers=2, batch_size=1, max_in_flight=4,
                                      run_id="gc")
     assert summary["written"] == 40 and len(alive) == 40

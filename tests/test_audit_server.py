@@ -274,7 +274,7 @@ def test_reaudit_starts_no_worker_and_no_server_of_its_own(mode, background, tmp
 
 def test_small_collections_spread_over_the_workers():
     """The 8 demo files (14 MB) were one batch of 7 and one of 1: now every worker has some."""
-    from flows.audit import _guided_batches
+    from flows.batching import guided_batches as _guided_batches
     from tasks.storage import MediaObject
 
     sizes = [2_304_078, 166_486, 160_941, 2_116_878, 51_653, 455_743, 6_912_102, 1_920_078]

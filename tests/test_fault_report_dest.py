@@ -69,7 +69,7 @@ def test_bucket_deleted_mid_run_fails_the_run_loudly(media):
 
 
 def test_summary_counts_only_rows_that_were_written(monkeypatch):
-    import flows.audit as audit_flow
+    import flows.writer as writer_module
     from audioqc import report
 
     calls = {"n": 0}
@@ -80,8 +80,8 @@ def test_summary_counts_only_rows_that_were_written(monkeypatch):
             raise OSError("disk full")
         return "ok"
 
-    monkeypatch.setattr(audit_flow, "write_part", write_part)
-    writer = audit_flow._PartWriter("r", report.RunInfo.new("x"), 0, 2)
+    monkeypatch.setattr(writer_module, "write_part", write_part)
+    writer = writer_module.PartWriter("r", report.RunInfo.new("x"), 0, 2)
     rows = [{"source_url": f"f{i}", "status": "ok", "verdict": "pass", "stage": "original"} for i in range(4)]
     monkeypatch.setattr(report, "rows_to_table", lambda rows: rows)
     writer.add(rows[:2])

@@ -1,5 +1,5 @@
 """What an existing report says about a run: its rows so far, and the rows an unchanged file may
-reuse. No Prefect here: the audit's ``read report state`` task (:mod:`flows.audit`) reads it, and
+reuse. No Prefect here: the audit's ``read report state`` task (:mod:`tasks.storage`) reads it, and
 so does the audit's start-up (:mod:`flows.startup`) while the Prefect server starts."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import pyarrow.compute as pc
 from audiolib import ANALYSIS_VERSION, storage
 from audioqc import report
 
+from .listing import file_identity
+
 
 @dataclass
 class ReportState:
@@ -23,11 +25,8 @@ class ReportState:
 
 
 def identity_of(row: dict[str, Any]) -> tuple:
-    """A report row's file identity, as :meth:`tasks.listing.MediaObject.identity` gives it."""
-    if row.get("etag"):
-        return (row["source_url"], row["etag"], None, None)
-    mtime = row.get("mtime")
-    return (row["source_url"], None, row.get("size_bytes"), mtime.isoformat() if mtime else None)
+    """A report row's file identity (:func:`tasks.listing.file_identity`, the listing's own)."""
+    return file_identity(row["source_url"], row.get("etag"), row.get("size_bytes"), row.get("mtime"))
 
 
 def report_state(report_url: str, run_id: str | None) -> ReportState:
@@ -46,8 +45,9 @@ def report_state(report_url: str, run_id: str | None) -> ReportState:
         state.done = set(this["source_url"].to_pylist())
         if this.num_rows:
             fs, root = storage.filesystem(report_url)
-            parts = [p for p in fs.find(root) if f"part-{run_id}-" in p]
-            state.next_part = 1 + max(int(p.rsplit("-", 1)[1].split(".")[0]) for p in parts)
+            numbers = [parsed[1] for parsed in map(report.parse_part_name, fs.find(root))
+                       if parsed is not None and parsed[0] == run_id]
+            state.next_part = 1 + max(numbers)
     ok = table.filter(pc.and_(pc.equal(table["status"], "ok"), pc.equal(table["analysis_version"], ANALYSIS_VERSION)))
     if run_id is not None:
         ok = ok.filter(pc.invert(pc.equal(ok["run_id"], run_id)))
