@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from audiolib import __version__
 from audiolib.errors import AudioQCError
@@ -20,7 +20,7 @@ PROG = "audioqc"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors: one line + exit 2
+    def error(self, message: str) -> NoReturn:  # usage errors: one line + exit 2
         self.exit(2, f"{self.prog}: usage error: {message} (see '{self.prog} --help')\n")
 
 
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mono", action=argparse.BooleanOptionalAction, default=True,
                    help="detect on the channel average (default) or, with --no-mono, where every channel is silent")
     p.add_argument("--channels", action="store_true",
-                   help="with --no-mono, also print each channel's intervals: {\"silence\": [...], \"channels\": {...}}")
+                   help="with --no-mono, also print each channel's intervals: "
+                        "{\"silence\": [...], \"channels\": {...}}")
 
     p = sub.add_parser("format", help="channel format over time, compressed audio, alarms (Audio Format)")
     p.add_argument("url")
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show Prefect's logs")
     p.add_argument("--create-report-bucket", action="store_true",
                    help="create the report's bucket if it does not exist (otherwise a missing bucket is an error)")
+    p.add_argument("--temporary-server", action="store_true",
+                   help="never start the background Prefect server: without one running (or PREFECT_API_URL), "
+                        "a temporary server that stops with the audit (also AUDIOQC_PREFECT_SERVER=temporary)")
     p.add_argument("--remedy-to", default=None, metavar="PREFIX",
                    help="fix failing files with the policy's remedies (denoise, loudness) into PREFIX (same relative "
                         "paths), then diagnose them again: a second report row, stage=remedied")
@@ -105,14 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end with the report's trends: alerts and summary as Prefect artifacts, the HTML report "
                         "written under DEST.audioqc/trends/, the flow run tagged 'trends-alert' on an alert")
 
-    p = sub.add_parser("server", help="a Prefect server that keeps running between audits: start, stop, status "
-                                      "(docs/audit-speed.md)")
+    p = sub.add_parser("server", help="a Prefect server that keeps running between audits (an audit starts it "
+                                      "on first use): start, stop, status (docs/audit-speed.md)")
     p.add_argument("action", choices=["start", "stop", "status"],
                    help="start: in the background, until 'stop' (audits record their runs there); status: what runs")
     p.add_argument("--host", default="127.0.0.1", help="start: address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=4200, help="start: port (default 4200, Prefect's)")
     p.add_argument("--timeout", type=float, default=90.0, metavar="S",
                    help="start: seconds to wait for the server to answer (default 90)")
+    p.add_argument("--idle-minutes", type=float, default=0.0, metavar="N",
+                   help="start: stop by itself after N minutes without an audit (default 0: keep running until "
+                        "'stop'; a server an audit starts on first use stops after AUDIOQC_SERVER_IDLE_MINUTES, "
+                        "default 15)")
 
     p = sub.add_parser("trends", help="trends over a report's runs; alerts on systemic drops (docs/trends.md)")
     p.add_argument("report", help="report dataset URL (directory or s3://...)")
@@ -401,7 +409,8 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             if single or isinstance(exc, KeyboardInterrupt):
                 raise
             failed += 1
-            message = str(exc) if isinstance(exc, AudioQCError) else f"{url}: internal error: {type(exc).__name__}: {exc}"
+            message = (str(exc) if isinstance(exc, AudioQCError)
+                       else f"{url}: internal error: {type(exc).__name__}: {exc}")
             print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
             rows.append(_table_row(url, None, message.split(": ", 1)[-1]))
             outputs.append({"url": url, "error": message})
@@ -439,7 +448,8 @@ def _print_remedies(remedy: dict[str, Any]) -> None:
         cells = [f["file"].rsplit("/", 1)[-1]]
         after_verdict = "error" if a.get("error") and a.get("verdict") is None else a.get("verdict")
         cells.append(f"{b.get('verdict')} -> {after_verdict or '-'}")
-        for key in ("loudness_integrated_lufs", "loudness_true_peak_dbtp", "noise_score_snr_db", "quality_score_average"):
+        for key in ("loudness_integrated_lufs", "loudness_true_peak_dbtp", "noise_score_snr_db",
+                    "quality_score_average"):
             cells.append(f"{_fmt(b.get(key))} -> {_fmt(a.get(key))}")
         rows.append(cells)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -476,8 +486,13 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     # Before Prefect is imported (~1 s): launch the temporary Prefect server unless one is up or
     # configured, list the collection, read the report's state, and start the workers' fork server
     # only if a file needs analysis; all of it overlaps with the imports below (flows/startup.py).
+    # Without one running, the background Prefect server is started now (its first use), unless
+    # --temporary-server or AUDIOQC_PREFECT_SERVER=temporary (flows/server.py).
+    from flows import server as servers
+
     startup = Startup.begin(args.source, args.report, workers=args.workers, dask_address=args.dask,
-                            include=args.include, exclude=args.exclude, run_id=args.run_id, reuse=args.reuse)
+                            include=args.include, exclude=args.exclude, run_id=args.run_id, reuse=args.reuse,
+                            auto_start=not args.temporary_server and servers.auto_start())
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -502,6 +517,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                 create_report_bucket=args.create_report_bucket, startup=startup)
         finally:
             progress.hook = None
+    _server_notice(startup)
     for message in summary.get("warnings", []):
         _warn(message)
     counts = summary["counts"]
@@ -534,6 +550,19 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_notice(startup: Any) -> None:
+    """One line on stderr when this audit started the background Prefect server (or could not)."""
+    if startup.warning:
+        _warn(startup.warning)
+    server = startup.started_server
+    if server is None:
+        return
+    idle = server.idle_seconds
+    stops = (f"stops after {_duration(idle)} without an audit" if idle > 0 else "keeps running")
+    print(f"{PROG}: started a background Prefect server at {server.ui_url} (runs are kept there; {stops}; "
+          f"'{PROG} server stop' stops it now)", file=sys.stderr)
+
+
 def _cmd_server(args: argparse.Namespace) -> int:
     """``audioqc server start|stop|status``: the background Prefect server audits use while it runs
     (flows/server.py). Nothing here imports Prefect."""
@@ -544,14 +573,19 @@ def _cmd_server(args: argparse.Namespace) -> int:
 
     home = servers.prefect_home()
     if args.action == "start":
-        running, started = servers.start_background(args.host, args.port, timeout=args.timeout)
-        if running.started_by != "audioqc server start":  # Prefect's own background server
+        if args.idle_minutes < 0:
+            return _usage(args, "--idle-minutes must be >= 0 (0: keep running)")
+        running, started = servers.start_background(args.host, args.port, timeout=args.timeout,
+                                                     idle=args.idle_minutes * 60)
+        if not running.ours:  # Prefect's own background server
             print(f"a Prefect server started by '{running.started_by}' is running at {running.ui_url} (pid "
                   f"{running.pid}; PREFECT_HOME {home}): audits use it; 'prefect server stop' stops it")
             return 0
         what = "started" if started else "already running"
+        until = (f"until {_duration(running.idle_seconds)} pass without an audit, or 'audioqc server stop'"
+                 if running.idle_seconds > 0 else "until 'audioqc server stop'")
         print(f"Prefect server {what} at {running.ui_url} (pid {running.pid}; PREFECT_HOME {home}): audits record "
-              f"their runs there until 'audioqc server stop'")
+              f"their runs there {until}")
         if running.log:
             print(f"  log: {running.log}")
         return 0
@@ -568,6 +602,8 @@ def _cmd_server(args: argparse.Namespace) -> int:
         age = time.time() - found.started if found.started else None
         print(f"audioqc server: running at {found.ui_url} (pid {found.pid}"
               + (f", up {_duration(age)}" if age is not None else "") + f", PREFECT_HOME {home}"
+              + (f", started by '{found.started_by}'" if found.started_by != "audioqc server start" else "")
+              + (f", stops after {_duration(found.idle_seconds)} without an audit" if found.idle_seconds > 0 else "")
               + ("" if answering else "; NOT ANSWERING: 'audioqc server stop', then start again") + ")")
     else:
         print(f"audioqc server: not running (PREFECT_HOME {home})")
@@ -578,10 +614,15 @@ def _cmd_server(args: argparse.Namespace) -> int:
         print(f"audits use: {url} ({source}; {reach})")
     elif kind == "background":
         other = servers.background()
-        by = f" (started by '{other.started_by}')" if other and other.started_by != "audioqc server start" else ""
+        by = f" (started by '{other.started_by}')" if other and not other.ours else ""
         print(f"audits use: {url}{by}")
     else:
-        print("audits use: a temporary Prefect server each, which stops when the audit ends")
+        try:
+            auto = servers.auto_start()
+        except AudioQCError:
+            auto = False
+        print("audits use: the background Prefect server, which the next audit starts" if auto
+              else "audits use: a temporary Prefect server each, which stops when the audit ends")
     others = [p for p in servers.prefect_servers() if p["kind"] != "background"]
     for p in others:
         if p["kind"] == "temporary":
@@ -749,8 +790,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"info": _cmd_info, "loudness": _cmd_loudness, "silence": _cmd_silence, "format": _cmd_format,
-             "audit": _cmd_audit, "denoise": _cmd_denoise, "diagnose": _cmd_diagnose, "trends": _cmd_trends, "compare": _cmd_compare,
-             "serve": _cmd_serve, "server": _cmd_server}
+             "audit": _cmd_audit, "denoise": _cmd_denoise, "diagnose": _cmd_diagnose, "trends": _cmd_trends,
+             "compare": _cmd_compare, "serve": _cmd_serve, "server": _cmd_server}
 
 
 #: Options whose values start with "-" (``--noise -30dB``), which argparse would take for flags.

@@ -8,8 +8,9 @@ forked from a fork server still importing).  :meth:`Startup.begin` runs, before 
 imported:
 
 1. which Prefect API the audit records on (:func:`flows.server.resolve`): a configured one, a
-   background server that is up, or else a temporary server, launched now so that it starts while
-   everything below runs;
+   background server that is up (its use registered, :func:`flows.server.acquire_background`),
+   else, with ``auto_start`` (the CLI's default), the background server started now, or else a
+   temporary server; a server started now starts while everything below runs;
 2. the listing and the report's state (the reuse check): whether any file needs analysis;
 3. only if one does, the worker fork server (:func:`flows.prewarm.prewarm`), whose imports then
    overlap with this process's own.
@@ -69,6 +70,12 @@ class Startup:
     api_kind: str = "temporary"
     api_url: str | None = None
     temporary: servers.TemporaryServer | None = None
+    #: the background server's use by this audit (registered; released by :meth:`close`)
+    use: servers.ServerUse | None = None
+    #: the background server this audit started (its first use), if it did
+    started_server: servers.BackgroundServer | None = None
+    #: why a background server this audit started could not be used (it used a temporary one)
+    warning: str | None = None
     #: whether any file needs analysis (None: unknown, the listing or the state read failed)
     fresh: bool | None = None
     files: int | None = None
@@ -78,13 +85,14 @@ class Startup:
     @classmethod
     def begin(cls, source: str, report_url: str, *, workers: int | None = 2, dask_address: str | None = None,
               include: list[str] | None = None, exclude: list[str] | None = None, run_id: str | None = None,
-              reuse: bool = True) -> "Startup":
-        """Resolve the API (launching a temporary server), list, read the report's state, and
-        start the worker fork server if there is work for it. Arguments as ``run_audit``'s."""
+              reuse: bool = True, auto_start: bool = False) -> "Startup":
+        """Resolve the API (launching a server if needed: the background one on first use with
+        ``auto_start``, else a temporary one), list, read the report's state, and start the worker
+        fork server if there is work for it. Arguments as ``run_audit``'s."""
         t0 = time.perf_counter()
         # a new run's id is chosen here: the state read below is for it, and the flow gets it
         self = cls(source, report_url, run_id or uuid.uuid4().hex[:16])
-        self._resolve_api()
+        self._resolve_api(auto_start)
         self.timings["resolve_api"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         self._preflight(include, exclude, reuse)
@@ -97,22 +105,28 @@ class Startup:
         self.timings["begin"] = time.perf_counter() - t0
         return self
 
-    def _resolve_api(self) -> None:
+    def _resolve_api(self, auto_start: bool = False) -> None:
         if _prefect_settings_loaded():  # Prefect is imported already: ask it (temporary_settings too)
             from prefect.settings import PREFECT_API_URL
 
             configured = PREFECT_API_URL.value()
-            if configured:
-                self.api_kind, self.api_url = "configured", configured
-                return
-            found = servers.background()
-            kind, url = ("background", found.api_url) if found else ("temporary", None)
         else:
-            kind, url = servers.resolve()
-        self.api_kind, self.api_url = kind, url
-        if kind == "temporary":
-            self.temporary = servers.TemporaryServer(self._settings_env())
-            self.temporary.start()
+            configured = servers.configured_api_url()
+        if configured:
+            self.api_kind, self.api_url = "configured", configured
+            return
+        # a background server that runs (its use registered), else the one started now
+        self.use, started = servers.acquire_background(start=auto_start)
+        if self.use is not None:
+            self.api_kind, self.api_url = "background", self.use.server.api_url
+            self.started_server = self.use.server if started else None
+            return
+        self._start_temporary()
+
+    def _start_temporary(self) -> None:
+        self.api_kind, self.api_url = "temporary", None
+        self.temporary = servers.TemporaryServer(self._settings_env())
+        self.temporary.start()
 
     @staticmethod
     def _settings_env() -> dict[str, str]:
@@ -151,16 +165,21 @@ class Startup:
         configured = PREFECT_API_URL.value()
         if configured and self.api_kind != "configured":
             self._stop_temporary()
+            self._release()
             self.api_kind, self.api_url = "configured", configured
         elif not configured and self.api_kind == "configured":  # the guess was wrong: no API after all
-            self.api_kind, self.api_url = "temporary", None
-            self.temporary = servers.TemporaryServer(self._settings_env())
-            self.temporary.start()
-        if self.api_kind == "background" and not servers.healthy(self.api_url or ""):
-            # stopped since the start-up saw it: this audit makes its own after all
-            self.api_kind, self.api_url = "temporary", None
-            self.temporary = servers.TemporaryServer(self._settings_env())
-            self.temporary.start()
+            self._start_temporary()
+        if self.api_kind == "background" and self.use is not None \
+                and not servers.wait_healthy(self.use.server, timeout):
+            # stopped since the start-up saw it, or the one started now failed: this audit makes its own
+            server = self.use.server
+            self._release()
+            if self.started_server is not None:
+                servers.stop_background()
+                self.warning = (f"the background Prefect server did not start (log: {server.log}); "
+                                "this audit used a temporary one")
+                self.started_server = None
+            self._start_temporary()
         if self.api_kind == "temporary":
             assert self.temporary is not None
             t0 = time.perf_counter()
@@ -176,9 +195,16 @@ class Startup:
             self.temporary.stop()
             self.temporary = None
 
+    def _release(self) -> None:
+        if self.use is not None:
+            self.use.release()
+            self.use = None
+
     def close(self) -> None:
-        """Stop the temporary server (if any) and forget what was not handed over."""
+        """Stop the temporary server (if any), release the background server's use (its idle time
+        starts now) and forget what was not handed over."""
         t0 = time.perf_counter()
         self._stop_temporary()
+        self._release()
         self.timings["server_stop"] = time.perf_counter() - t0
         clear()

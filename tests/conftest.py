@@ -17,6 +17,12 @@ import pytest
 from audiolib.io import write
 from testing.material.media import programme, run_ffmpeg  # noqa: F401 (re-exported to tests)
 
+# Audits in tests use a temporary Prefect server each, which stops with them, as before audits
+# started a background server on first use: set at import, so every subprocess inherits it. The
+# tests of that feature (test_audit_server.py) set AUDIOQC_PREFECT_SERVER=auto themselves, in a
+# PREFECT_HOME of their own, and stop what they start.
+os.environ.setdefault("AUDIOQC_PREFECT_SERVER", "temporary")
+
 SR = 48000
 
 #: ``audioqc`` as a user runs it, through this interpreter.

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from audiolib import io
-from conftest import SR, programme, run_cli
+from conftest import AUDIOQC, SR, Run, programme, run_cli
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -328,3 +328,140 @@ def test_a_prefect_background_server_is_found_and_used(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+# ---- the background server started on first use (AUDIOQC_PREFECT_SERVER=auto), idle shutdown, opt-out
+
+
+def marked(marker: str, server_only: bool = False) -> list[int]:
+    """Live processes whose environment holds ``AUDIOQC_TEST_MARKER=marker`` (Prefect servers only)."""
+    from flows.server import APP_FACTORY, _cmdline
+
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if f"AUDIOQC_TEST_MARKER={marker}".encode() not in f.read():
+                    continue
+        except OSError:
+            continue
+        if alive(int(pid)) and (not server_only or APP_FACTORY in _cmdline(int(pid))):
+            out.append(int(pid))
+    return out
+
+
+@pytest.fixture
+def auto(tmp_path):
+    """An environment where audits start the background server on first use, in a PREFECT_HOME of
+    its own; whatever it started is stopped at the end, and nothing is left running."""
+    marker = uuid.uuid4().hex
+    port = free_port()
+    env = home_env(tmp_path / "home", AUDIOQC_PREFECT_SERVER="auto", AUDIOQC_TEST_MARKER=marker,
+                   PREFECT_SERVER_API_PORT=str(port), AUDIOQC_SERVER_IDLE_SECONDS="600")
+    yield {"env": env, "home": tmp_path / "home", "port": port, "marker": marker,
+           "url": f"http://127.0.0.1:{port}"}
+    cli("server", "stop", env=env)
+    deadline = time.monotonic() + 20
+    while marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in marked(marker):  # never leave one behind
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    assert marked(marker) == []
+
+
+def notice(run) -> list[str]:
+    return [ln for ln in run.lines if "started a background Prefect server" in ln]
+
+
+def test_first_audits_start_one_server_and_the_next_audit_reuses_it(auto, tmp_path):
+    env, url = auto["env"], auto["url"]
+    media = collection(tmp_path / "m", 2)
+    # two first audits at once: one server (the lock), both record on it, one says it started it
+    procs = [subprocess.Popen([*AUDIOQC, "audit", str(media), "--report",
+                               str(tmp_path / f"r{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=clean_env(env)) for i in range(2)]
+    runs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        runs.append(Run(proc.returncode, out, err, 0.0))
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert f"flow run: {url}/runs/flow-run/" in run.stdout and "analysed 2, reused 0" in run.stdout
+    said = [ln for run in runs for ln in notice(run)]
+    assert len(said) == 1, [run.stderr for run in runs]
+    assert f"at {url} " in said[0] and "stops after 10 min without an audit" in said[0] \
+        and "'audioqc server stop' stops it now" in said[0]
+    assert all(run.lines == notice(run) for run in runs)  # that line and nothing else on stderr
+    state = json.loads((auto["home"] / "audioqc-server.json").read_text())
+    assert state["started_by"] == "audioqc audit" and state["api_url"] == f"{url}/api"
+    assert marked(auto["marker"], server_only=True) == [state["pid"]]
+
+    # the next audit (an unchanged re-audit) uses it: same URL, no notice, no second server
+    again = cli("audit", str(media), "--report", str(tmp_path / "r0"), env=env)
+    assert again.returncode == 0 and "analysed 0, reused 2" in again.stdout, again.stderr[-2000:]
+    assert f"flow run: {url}/runs/flow-run/" in again.stdout
+    quiet(again)
+    assert marked(auto["marker"], server_only=True) == [state["pid"]]
+    status = cli("server", "status", env=env)
+    assert status.returncode == 0 and "started by 'audioqc audit'" in status.stdout, status.stdout
+    stop = cli("server", "stop", env=env)
+    assert f"stopped (pid {state['pid']})" in stop.stdout
+
+
+def test_idle_shutdown_and_a_daemon_that_leaves_the_callers_stdout(auto, tmp_path):
+    """A 3 s idle time, shorter than the audit itself: the audit is not cut off (its use is
+    registered from its start), the server stops by itself after it; the CLI's stdout and stderr
+    pipes close when the CLI exits (the server does not hold them)."""
+    import selectors
+
+    env = {**auto["env"], "AUDIOQC_SERVER_IDLE_SECONDS": "3"}
+    media = collection(tmp_path / "m", 2)
+    proc = subprocess.Popen([*AUDIOQC, "audit", str(media), "--report", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(env))
+    assert proc.wait(timeout=600) == 0
+    # the CLI has exited: both pipes reach their end at once, although the server still runs
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    for stream in (proc.stdout, proc.stderr):
+        os.set_blocking(stream.fileno(), False)
+        sel.register(stream, selectors.EVENT_READ)
+    data: dict[int, bytes] = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
+    open_streams = 2
+    deadline = time.monotonic() + 30
+    while open_streams and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1):
+            chunk = os.read(key.fd, 65536)
+            if chunk:
+                data[key.fd] += chunk
+            else:
+                sel.unregister(key.fileobj)
+                open_streams -= 1
+    assert open_streams == 0, "a pipe of the CLI stayed open after it exited"
+    out, err = data[proc.stdout.fileno()].decode(), data[proc.stderr.fileno()].decode()
+    assert f"flow run: {auto['url']}/runs/flow-run/" in out and "stops after 3 s without an audit" in err, out + err
+    pid = json.loads((auto["home"] / "audioqc-server.json").read_text())["pid"]
+    deadline = time.monotonic() + 180
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(pid), "the server did not stop after its idle time"
+    assert not (auto["home"] / "audioqc-server.json").exists()
+    assert "no audit for 3 s: stopping" in (auto["home"] / "audioqc-server.log").read_text()
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_opt_out_keeps_a_temporary_server(how, auto, tmp_path):
+    env = {**auto["env"], "AUDIOQC_PREFECT_SERVER": "temporary"} if how == "env" else auto["env"]
+    media = collection(tmp_path / "m", 1)
+    run = cli("audit", str(media), "--report", str(tmp_path / "r"),
+              *(["--temporary-server"] if how == "flag" else []), env=env)
+    assert run.returncode == 0 and "analysed 1, reused 0" in run.stdout, run.stderr[-2000:]
+    assert "flow run:" not in run.stdout
+    quiet(run)
+    assert not (auto["home"] / "audioqc-server.json").exists()
+    deadline = time.monotonic() + 10  # the temporary server gets SIGKILL from the kernel as the CLI exits
+    while marked(auto["marker"], server_only=True) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marked(auto["marker"], server_only=True) == []
