@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import header
-from testing.material.content_corpus import VOICES, _read_16k_mono, _trim
+from testing.material.content_corpus import VOICES, _read_16k_mono, _trim, tts
 from testing.material.media import REAL_MUSIC_DIR
 
 SR_HZ = 16000
@@ -95,18 +95,6 @@ json.dump(out, open(sys.argv[2], "w"))
 """
 
 
-def _tts(engine: str, voice: str, text: str, wav: Path) -> np.ndarray:
-    if not wav.exists():
-        if engine == "flite":
-            cmd = ["flite", "-voice", voice, "-t", text, "-o", str(wav)]
-        elif engine == "espeak":
-            cmd = ["espeak-ng", "-v", voice, "-w", str(wav), text]
-        else:
-            txt = wav.with_suffix(".txt")
-            txt.write_text(text)
-            cmd = ["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(wav)]
-        subprocess.run(cmd, check=True, capture_output=True)
-    return _read_16k_mono(wav)
 
 
 def _level(y: np.ndarray) -> float:
@@ -140,7 +128,7 @@ def build(dest: Path = OUT_DIR) -> dict[str, dict]:
     firsts = {}
     for engine, voice in TTS_VOICES:
         for i, text in enumerate(PARAGRAPHS):
-            y = _tts(engine, voice, text + " " + text, dest / f"{engine}_{voice.replace('+', '_')}_{i}.wav")
+            y = tts(engine, voice, text + " " + text, dest / f"{engine}_{voice.replace('+', '_')}_{i}.wav")
             save(f"{engine}:{voice}#{i}", y, group="tts", voice=f"{engine}:{voice}",
                  in_train=(engine, voice) in train_voices)
             if i == 0:
@@ -163,11 +151,11 @@ def build(dest: Path = OUT_DIR) -> dict[str, dict]:
     parts = []
     for i, sentence in enumerate(sentences):
         engine, voice = (("flite", "slt"), ("espeak", "en-us"))[i % 2]
-        u = _trim(_tts(engine, voice, sentence, dest / f"sent_{i}_{engine}_{voice}.wav"))
+        u = _trim(tts(engine, voice, sentence, dest / f"sent_{i}_{engine}_{voice}.wav"))
         parts += [u, np.zeros(int(0.3 * SR_HZ), np.float32)]
     save("two voices: flite:slt + espeak:en-us", np.concatenate(parts), group="two voices")
     # the issue's sequence: 20 s speech, 20 s music, 20 s speech
-    slt = np.concatenate([_trim(_tts("flite", "slt", p, dest / f"seq_slt_{i}.wav")) for i, p in enumerate(PARAGRAPHS)])
+    slt = np.concatenate([_trim(tts("flite", "slt", p, dest / f"seq_slt_{i}.wav")) for i, p in enumerate(PARAGRAPHS)])
     music = _music(SEQUENCE_MUSIC, dest)
     n = 20 * SR_HZ
     piece = music[30 * SR_HZ: 30 * SR_HZ + n]

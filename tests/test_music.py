@@ -19,7 +19,7 @@ import pytest
 
 from audiolib.errors import InvalidParameter
 from audiolib.music import CONTEXT_SEGMENTS, FRAMES_PER_SEGMENT, MIN_BATCH_FRAMES, SEGMENT_S, MusicDetector
-from testing.material.content_corpus import SOUNDFONT, _read_16k_mono, compose, write_midi
+from testing.material.content_corpus import SOUNDFONT, _read_16k_mono, compose, tts, write_midi
 from testing.material.media import REAL_MUSIC_DIR, run_ffmpeg
 
 SR = 16000
@@ -181,22 +181,6 @@ TTS_TEXTS = (
      "could remember who had lived there last, and the children said that the garden was haunted by a "
      "tall grey cat."),
 )
-
-
-def tts(engine: str, voice: str, text: str, wav) -> np.ndarray:
-    """``text`` from flite, espeak-ng or festival, 16 kHz mono (ffmpeg's resampler)."""
-    exe = {"flite": "flite", "espeak": "espeak-ng", "festival": "text2wave"}[engine]
-    assert shutil.which(exe), f"{exe} missing: scripts/setup.sh installs it"
-    if engine == "flite":
-        cmd = ["flite", "-voice", voice, "-t", text, "-o", str(wav)]
-    elif engine == "espeak":
-        cmd = ["espeak-ng", "-v", voice, "-w", str(wav), text]
-    else:
-        txt = wav.with_suffix(".txt")
-        txt.write_text(text)
-        cmd = ["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(wav)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return _read_16k_mono(wav)
 
 
 @pytest.mark.parametrize(

@@ -280,6 +280,29 @@ def _read_16k_mono(path: str | Path) -> np.ndarray:
     return np.fromfile(raw, dtype=np.float32)
 
 
+#: the command and Debian package of each speech synthesiser :func:`tts` drives
+TTS_ENGINES = {"flite": ("flite", "flite"), "espeak": ("espeak-ng", "espeak-ng"), "festival": ("text2wave", "festival")}
+
+
+def tts(engine: str, voice: str, text: str, wav: str | Path) -> np.ndarray:
+    """``text`` read by ``voice`` of flite, espeak-ng or festival into ``wav`` (unless it exists
+    already), returned as 16 kHz mono float32 (ffmpeg's resampler)."""
+    wav = Path(wav)
+    if not wav.exists():
+        exe, package = TTS_ENGINES[engine]
+        _need(exe, package)
+        if engine == "flite":
+            cmd = ["flite", "-voice", voice, "-t", text, "-o", str(wav)]
+        elif engine == "espeak":
+            cmd = ["espeak-ng", "-v", voice, "-w", str(wav), text]
+        else:
+            txt = wav.with_suffix(".txt")
+            txt.write_text(text)
+            cmd = ["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(wav)]
+        subprocess.run(cmd, check=True, capture_output=True)
+    return _read_16k_mono(wav)
+
+
 def _need(tool: str, package: str) -> str:
     path = shutil.which(tool)
     if not path:
