@@ -701,7 +701,7 @@ def normalize_file(url_in: str, url_out: str, *, measured_lufs: float | None, ta
                    codec_margin_db: float = 0.0, lookahead_ms: float = DEFAULT_LOOKAHEAD_MS,
                    release_ms: float = DEFAULT_RELEASE_MS, tolerance_lu: float = DEFAULT_TOLERANCE_LU,
                    max_corrections: int = MAX_CORRECTIONS, gating: str = "level",
-                   plan: Any = None) -> NormalizationResult:
+                   plan: Any = None, progress: Any = None) -> NormalizationResult:
     """The loudness remedy file to file: decode ``url_in`` as a stream, normalise, encode ``url_out``.
 
     Parameters
@@ -718,6 +718,9 @@ def normalize_file(url_in: str, url_out: str, *, measured_lufs: float | None, ta
         :func:`audiolib.io.plan_output` decides them (lossless outputs keep the input's bit depth).
     stream_index : int, optional
         The audio stream (0-based among audio streams); default FFmpeg's default one.
+    progress : callable, optional
+        Called as ``progress(seconds_done, seconds_total_or_None)`` after each block of the first
+        pass (the correction passes, rare and over the processed file, report nothing).
     plan : audiolib.io.OutputPlan, optional
         How to write ``url_out``, decided from another file than ``url_in`` (the original, when
         ``url_in`` is an intermediate such as the denoiser's output): its codec, tags and video.
@@ -749,21 +752,32 @@ def normalize_file(url_in: str, url_out: str, *, measured_lufs: float | None, ta
     warnings: list[str] = list(plan.notes)
 
     def run(source: str, dest: str, step: float, index: int | None, final: bool,
-            measure_input: bool = False) -> NormalizationResult:
+            measure_input: bool = False, progress: Any = None) -> NormalizationResult:
         """One pass of the limiter from ``source`` into the local file ``dest``: the output's own
         format when ``final``, else the FLAC intermediate."""
         with io.stream(source, stream_index=index) as s:
             norm = LoudnessNormalizer(s.sample_rate, s.channels, gain_db=step, channel_names=s.channel_names,
                                       measure_input=measure_input, **kw)
+            total_s = s.info.audio.duration_s or s.info.container.duration_s
+            done = 0
+
+            def blocks() -> Any:
+                nonlocal done
+                for block in s:
+                    yield block
+                    done += block.shape[1]
+                    if progress is not None:
+                        progress(done / s.sample_rate, total_s)
+
             if final:
                 with io.MediaWriter(plan, dest) as writer:
-                    for block in s:
+                    for block in blocks():
                         writer.write(norm.push(block))
                     writer.write(norm.flush())
                 warnings.extend(writer.warnings)
             else:
                 write = _flac_writer(dest, s.sample_rate, s.channels)
-                for block in s:
+                for block in blocks():
                     write(norm.push(block))
                 write(norm.flush())
                 write(None)
@@ -772,7 +786,8 @@ def normalize_file(url_in: str, url_out: str, *, measured_lufs: float | None, ta
     with io.atomic_output(url_out) as tmp:
         work = tmp if lossless else tmp + ".flac"
         try:
-            res = run(url_in, work, gain, stream_index, final=lossless, measure_input=gating == "speech")
+            res = run(url_in, work, gain, stream_index, final=lossless, measure_input=gating == "speech",
+                      progress=progress)
             first = res
 
             def again(step: float) -> NormalizationResult:

@@ -87,10 +87,11 @@ def _check_steps(steps: Mapping[str, Mapping[str, Any]]) -> list[str]:
 
 
 def _denoise_to_float_wav(
-    url: str, dest: str, amount: int, stream_index: int | None, gating: str
+    url: str, dest: str, amount: int, stream_index: int | None, gating: str, progress: Any = None
 ) -> tuple[float | None, float | None]:
     """Denoise ``url`` into a float WAV at ``dest``; returns its integrated loudness (as ``gating``
-    asks) and the noise removed (dB, non-speech frames)."""
+    asks) and the noise removed (dB, non-speech frames). ``progress(seconds_done, seconds_total)``
+    after each block, as :func:`audiolib.denoise.denoise_file` calls it."""
     from . import io
     from .denoise import Denoiser, NoiseReductionMeter, _Fifo
     from .loudness import LoudnessMeter
@@ -107,9 +108,12 @@ def _denoise_to_float_wav(
                     meter.push(y)
                     noise.push(fifo.pop(y.shape[1]), y)
 
+            total_s = s.info.audio.duration_s or s.info.container.duration_s
             for block in s:
                 fifo.push(block)
                 emit(denoiser.push(block))
+                if progress is not None:
+                    progress(denoiser.frames_in / s.sample_rate, total_s)
             emit(denoiser.flush())
     loud = meter.result().integrated_lufs
     if gating == "speech":
@@ -117,6 +121,18 @@ def _denoise_to_float_wav(
 
         loud = diagnose(dest, only="loudness", gating="speech").blocks["loudness"].speech_integrated_lufs
     return (None if loud is None or not math.isfinite(loud) else loud), noise.result()
+
+
+def _share(progress: Any, lo: float, hi: float) -> Any:
+    """``progress`` for one step of several: the step's ``done / total`` mapped into ``[lo, hi]``."""
+    if progress is None:
+        return None
+
+    def step(done_s: float, total_s: float | None) -> None:
+        if total_s:
+            progress(lo + (hi - lo) * min(1.0, max(0.0, done_s / total_s)), 1.0)
+
+    return step
 
 
 class _FloatWav:
@@ -157,7 +173,7 @@ class _FloatWav:
 
 def remedy_file(url_in: str, url_out: str, steps: Mapping[str, Mapping[str, Any]], *,
                 measured_lufs: float | None = None, format: str | None = None,
-                stream_index: int | None = None) -> RemedyResult:
+                stream_index: int | None = None, progress: Any = None) -> RemedyResult:
     """Apply remedy ``steps`` to ``url_in``, writing ``url_out`` atomically.
 
     Parameters
@@ -171,6 +187,10 @@ def remedy_file(url_in: str, url_out: str, steps: Mapping[str, Mapping[str, Any]
         file, which gets no gain). Not used after ``denoise``, whose output is measured instead.
     format : str, optional
         The output format; default the output URL's extension.
+    progress : callable, optional
+        Called as ``progress(done, total)`` as the work advances (``done / total`` is the share
+        done: the denoiser's pass is the first half when both steps run, the normaliser's first
+        pass the rest).
     """
     from . import io
 
@@ -190,7 +210,7 @@ def remedy_file(url_in: str, url_out: str, steps: Mapping[str, Mapping[str, Any]
         from .denoise import denoise_file
 
         d = denoise_file(url_in, url_out, amount=int(steps["denoise"].get("amount", 100)), format=format,
-                         stream_index=stream_index)
+                         stream_index=stream_index, progress=progress)
         return RemedyResult(url_in, url_out, tuple(order), d.format, d.codec, d.duration_s,
                             time.perf_counter() - started, None, None, None, None, d.noise_reduction_db, 0,
                             tuple(notes) + d.warnings)
@@ -207,7 +227,7 @@ def remedy_file(url_in: str, url_out: str, steps: Mapping[str, Mapping[str, Any]
         if "denoise" in order:
             source = os.path.join(scratch, "denoised.wav")
             measured_lufs, noise_db = _denoise_to_float_wav(url_in, source, int(steps["denoise"].get("amount", 100)),
-                                                            stream_index, gating)
+                                                            stream_index, gating, _share(progress, 0.0, 0.5))
         # Written to a local file first: a lossy encode moves the peaks and (its low-pass) the
         # loudness, so the file as encoded is measured before it is published.
         local = os.path.join(scratch, "out." + plan.format)
@@ -215,7 +235,9 @@ def remedy_file(url_in: str, url_out: str, steps: Mapping[str, Mapping[str, Any]
         while True:
             res = normalize_file(source, local, measured_lufs=measured_lufs, target_lufs=aim,
                                  true_peak_max_dbtp=ceiling, codec_margin_db=margin, gating=gating,
-                                 stream_index=stream_index if source == url_in else None, plan=local_plan)
+                                 stream_index=stream_index if source == url_in else None, plan=local_plan,
+                                 progress=_share(progress, 0.5 if "denoise" in order else 0.0, 1.0) if not passes
+                                 else None)
             if res.note:
                 notes.append(res.note)
             if not lossy and gating == "level":  # the samples written are the ones the limiter measured

@@ -470,3 +470,24 @@ def test_bad_blocks():
         norm.push(np.full((2, 10), np.nan, np.float32))
     with pytest.raises(InvalidParameter, match="shape"):
         normalize(np.zeros((2, 3, 4), np.float32), SR, measured_lufs=-20.0)
+
+
+@pytest.mark.parametrize("steps", [{"loudness": {"target_lufs": -16.0}},
+                                   {"denoise": {"amount": 100}, "loudness": {"target_lufs": -16.0}}],
+                         ids=["loudness", "denoise+loudness"])
+def test_remedy_file_reports_its_progress(tmp_path, steps):
+    """The service's Enhance shows remedy_file's progress: a share of the work that only grows, from
+    the first blocks to the whole (the denoiser's pass the first half when both steps run)."""
+    from audiolib.remedy import remedy_file
+
+    src = str(tmp_path / "in.wav")
+    y, _ = _material("speech")
+    write(src, y, SR, codec="pcm_s16le", sample_fmt="s16")
+    measured = measure(y, SR).integrated_lufs
+    seen: list[float] = []
+    remedy_file(src, str(tmp_path / "out.flac"), steps, measured_lufs=measured,
+                progress=lambda done, total: seen.append(done / total))
+    assert len(seen) >= 3 and seen == sorted(seen), seen
+    assert 0.0 < seen[0] < 0.5 and seen[-1] == pytest.approx(1.0, abs=1e-6)
+    if "denoise" in steps:  # the denoiser's pass ends at half, the normaliser's starts there
+        assert any(0.4 < v <= 0.5 for v in seen) and any(0.5 < v < 1.0 for v in seen)

@@ -105,8 +105,8 @@ def _denoise(p: dict[str, Any], progress: _Progress) -> Any:
 
 
 def _enhance(p: dict[str, Any], progress: _Progress) -> Any:
-    """Dolby's Enhance: the original's loudness measured (0-30 %), then :func:`remedy_file` (its
-    steps report no progress: 30 % until it ends)."""
+    """Dolby's Enhance: the original's loudness measured (0-30 %) when only the loudness step runs,
+    then :func:`remedy_file` (the rest, as its steps advance)."""
     from audiolib.diagnose import diagnose
     from audiolib.remedy import remedy_file
 
@@ -122,7 +122,8 @@ def _enhance(p: dict[str, Any], progress: _Progress) -> Any:
 
         return denoise_file(p["input"], p["output"], amount=steps["denoise"]["amount"], format=p.get("format"),
                             progress=progress).to_dict()
-    result = remedy_file(p["input"], p["output"], steps, measured_lufs=measured, format=p.get("format"))
+    result = remedy_file(p["input"], p["output"], steps, measured_lufs=measured, format=p.get("format"),
+                         progress=_Progress(progress.job_id, 30 if measured is not None else 0, 100))
     return result.to_dict()
 
 
