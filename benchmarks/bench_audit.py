@@ -30,10 +30,11 @@ wall time, CPU time and the exact ``ru_maxrss`` of the process tree's largest pr
   the whole-command target of issue 19 (``--no-background`` skips them).
 
 Every CLI run without a background server starts a temporary Prefect server (~4-8 s): a fixed
-cost, not a per-file one.  The targets of the audit issue are therefore judged on the flow time (no interpreter start, no imports, no server)
-against the plain loop's in-process time (no interpreter start, no imports); the whole-command
-figures (CLI wall against plain-loop wall, start-up included) are printed too, and judged for the
-2-worker audit with a background server up (issue 19: <= 25 % over the 2-process plain loop).
+cost, not a per-file one.  The targets of the audit issue are therefore judged on the flow time
+(no interpreter start, no imports, no server) against the plain loop's in-process time (no
+interpreter start, no imports); the whole-command figures (CLI wall against plain-loop wall,
+start-up included) are printed too, and judged for the 2-worker audit with a background server
+up (issue 19: <= 25 % over the 2-process plain loop).
 
 Besides ``ru_maxrss`` (one process), the table shows the sampled peak of the summed PSS of the
 whole process tree (server, flow process and pool workers together), polled from /proc.
@@ -63,7 +64,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -444,7 +445,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "_Ss is appended for --seconds other than 10); reused if present")
     p.add_argument("--batch-sizes", default="1,8,32", help="batch sizes tried at 2 workers (default 1,8,32)")
     p.add_argument("--server-repeats", type=int, default=3, help="server start/stop measurements (default 3)")
-    p.add_argument("--repeat", type=int, default=1, help="rounds of every case (interleaved); the fastest run of each case is kept (default 1)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of every case (interleaved); the fastest run of each case is kept (default 1)")
     p.add_argument("--no-background", action="store_true",
                    help="skip the cases with a background Prefect server (audioqc server start)")
     p.add_argument("--json", metavar="OUT", type=Path, default=None, help="also write everything as JSON")
@@ -463,213 +465,316 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    t_start = time.perf_counter()
-    args.workdir = args.workdir.resolve()
-    py, aq = args.python, args.audioqc
-    versions = {
+# --------------------------------------------------------------------------------------------
+# Setup
+# --------------------------------------------------------------------------------------------
+
+
+def tool_versions(py: str, aq: str) -> dict[str, str]:
+    return {
         "audioqc": subprocess.run([aq, "--version"], capture_output=True, text=True).stdout.strip(),
         "prefect": subprocess.run([py, "-c", "import prefect; print(prefect.__version__)"],
                                   capture_output=True, text=True).stdout.strip(),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
     }
-    print(header("bench_audit: the audit pipeline against a plain loop"), flush=True)
-    print("versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()), flush=True)
-    out: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                           "versions": versions}
 
-    collection = ensure_collection(args.workdir, args.files, args.seconds, args.seed)
-    out["collection"] = collection
-    src = args.workdir
-    paths = [src / file_name(i) for i in range(args.files)]
-    n = args.files
+
+def prepare_children_env(tmp: Path) -> None:
+    """Children: a private Prefect home, no configured API (else no server would be started)."""
+    os.environ["PREFECT_HOME"] = str(tmp / "prefect_home")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if os.environ.pop("PREFECT_API_URL", None):
+        print("note: PREFECT_API_URL was set; unset for the children so each starts its own server")
+    os.environ["PYTHONPATH"] = str(REPO) + (os.pathsep + os.environ["PYTHONPATH"]
+                                            if os.environ.get("PYTHONPATH") else "")
+
+
+def warm_up(tmp: Path, py: str, aq: str, src: Path, paths: list[Path]) -> dict[str, Any]:
+    """Untimed: byte-compile, first imports, migrate the fresh Prefect database."""
+    print("warm-up (untimed): plain loop and audit on 4 files ...", flush=True)
+    warm_src = tmp / "warm_src"
+    warm_src.mkdir()
+    for p in paths[:4]:
+        shutil.copy2(p, warm_src / p.name)
+    w1 = run_measured([py, "-c", PLAIN_SCRIPT, str(src), str(tmp / "warm_plain"), "1", "4"], tmp, "warm-plain")
+    w2 = run_measured([aq, "audit", str(warm_src), "--report", str(tmp / "warm_report"), "--workers", "2",
+                       "--run-id", "warmup"], tmp, "warm-audit")
+    for tag, w in (("plain loop", w1), ("audit", w2)):
+        if w["returncode"] != 0:
+            print(f"WARNING: warm-up {tag} failed (exit {w['returncode']}): {w['stderr'].strip()[-400:]}")
+    print(f"  plain loop {w1['wall_s']:.1f} s, audit {w2['wall_s']:.1f} s (first server start "
+          f"migrates the fresh database)", flush=True)
+    return {"plain_wall_s": w1["wall_s"], "plain_rc": w1["returncode"],
+            "audit_wall_s": w2["wall_s"], "audit_rc": w2["returncode"]}
+
+
+def measure_server(tmp: Path, py: str, repeats: int) -> tuple[list[dict[str, Any]], bool]:
+    """The fixed start-up: the temporary Prefect server alone. Returns the runs and whether one failed."""
+    print("\nPrefect server start/stop alone:", flush=True)
+    servers = []
     failed = False
+    for i in range(repeats):
+        r = run_measured([py, "-c", SERVER_SCRIPT], tmp, f"server-{i}")
+        if r["returncode"] != 0:
+            failed = True
+            print(f"  FAILED (exit {r['returncode']}): {r['stderr'].strip()[-300:]}")
+            continue
+        d = parse_json_last(r["stdout"])
+        d.update(wall_s=r["wall_s"], peak_rss_mb=r["peak_rss_mb"])
+        servers.append(d)
+        print(f"  {i + 1}: start {d['start_s']:.2f} s, stop {d['stop_s']:.2f} s, import {d['import_s']:.2f} s, "
+              f"process {d['wall_s']:.2f} s", flush=True)
+    return servers, failed
 
-    with tempfile.TemporaryDirectory(prefix="bench_audit_") as td:
-        tmp = Path(td)
-        # children: a private Prefect home, no configured API (else no server would be started)
-        os.environ["PREFECT_HOME"] = str(tmp / "prefect_home")
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        if os.environ.pop("PREFECT_API_URL", None):
-            print("note: PREFECT_API_URL was set; unset for the children so each starts its own server")
-        os.environ["PYTHONPATH"] = str(REPO) + (os.pathsep + os.environ["PYTHONPATH"]
-                                                if os.environ.get("PYTHONPATH") else "")
-        out["rss_floor_mb"] = rss_floor_mb(tmp)
-        print(f"peak-RSS measurement floor (launcher, `true`): {out['rss_floor_mb']:.1f} MB", flush=True)
 
-        # ---- untimed warm-up: byte-compile, first imports, migrate the fresh Prefect database
-        print("warm-up (untimed): plain loop and audit on 4 files ...", flush=True)
-        warm_src = tmp / "warm_src"
-        warm_src.mkdir()
-        for p in paths[:4]:
-            shutil.copy2(p, warm_src / p.name)
-        w1 = run_measured([py, "-c", PLAIN_SCRIPT, str(src), str(tmp / "warm_plain"), "1", "4"], tmp, "warm-plain")
-        w2 = run_measured([aq, "audit", str(warm_src), "--report", str(tmp / "warm_report"), "--workers", "2",
-                           "--run-id", "warmup"], tmp, "warm-audit")
-        out["warmup"] = {"plain_wall_s": w1["wall_s"], "plain_rc": w1["returncode"],
-                         "audit_wall_s": w2["wall_s"], "audit_rc": w2["returncode"]}
-        for tag, w in (("plain loop", w1), ("audit", w2)):
-            if w["returncode"] != 0:
-                print(f"WARNING: warm-up {tag} failed (exit {w['returncode']}): {w['stderr'].strip()[-400:]}")
-        print(f"  plain loop {w1['wall_s']:.1f} s, audit {w2['wall_s']:.1f} s (first server start "
-              f"migrates the fresh database)", flush=True)
+# --------------------------------------------------------------------------------------------
+# The plan of cases
+# --------------------------------------------------------------------------------------------
 
-        def warm() -> None:
-            warm_page_cache(paths)
+Make = Callable[[int], list[str]]
 
-        # ---- the fixed start-up: the temporary Prefect server alone
-        print("\nPrefect server start/stop alone:", flush=True)
-        servers = []
-        for i in range(args.server_repeats):
-            r = run_measured([py, "-c", SERVER_SCRIPT], tmp, f"server-{i}")
-            if r["returncode"] != 0:
-                failed = True
-                print(f"  FAILED (exit {r['returncode']}): {r['stderr'].strip()[-300:]}")
-                continue
-            d = parse_json_last(r["stdout"])
-            d.update(wall_s=r["wall_s"], peak_rss_mb=r["peak_rss_mb"])
-            servers.append(d)
-            print(f"  {i + 1}: start {d['start_s']:.2f} s, stop {d['stop_s']:.2f} s, import {d['import_s']:.2f} s, "
-                  f"process {d['wall_s']:.2f} s", flush=True)
-        out["server"] = servers
-        server_start = statistics.median(d["start_s"] for d in servers) if servers else None
-        server_stop = statistics.median(d["stop_s"] for d in servers) if servers else None
 
-        # ---- cases
-        cases: dict[str, dict[str, Any]] = {}
-        background_started: list[Path] = []
-        fresh = {"analysed": n, "reused": 0}
-        reused = {"analysed": 0, "reused": n}
+class Case(NamedTuple):
+    name: str
+    kind: str  # "plain", "cli" or "flow"
+    make: Make  # round -> the command (with its own fresh report directory)
+    parser: Callable[[str], dict[str, Any]] | None
+    expect: dict[str, int] | None
+    workers: int
+    batch: int
 
-        def report_dir(tag: str, i: int) -> Path:
-            d = tmp / "reports" / f"{tag}-{i}"
-            shutil.rmtree(d, ignore_errors=True)
-            return d
 
-        last_report: dict[str, Path] = {}
+class Commands:
+    """The cases' command makers; each call of a maker gives the command a fresh report directory
+    (remembered in ``last_report``, which a re-audit copies)."""
 
-        def plain(procs: int):
-            def make(i: int) -> list[str]:
-                d = report_dir(f"plain-{procs}", i)
-                last_report[f"plain-{procs}"] = d
-                return [py, "-c", PLAIN_SCRIPT, str(src), str(d), str(procs), "0"]
-            return make
+    def __init__(self, tmp: Path, py: str, aq: str, src: Path) -> None:
+        self.tmp, self.py, self.aq, self.src = tmp, py, aq, src
+        self.last_report: dict[str, Path] = {}
 
-        def cli(tag: str, workers: int, batch: int, base: str | None = None, home: Path | None = None):
-            def make(i: int) -> list[str]:
-                d = report_dir(tag, i)
-                if base is not None:  # re-audit: a copy of that audit's report, under a new run id
-                    shutil.copytree(last_report[base], d)
-                last_report[tag] = d
-                env = ["env", f"PREFECT_HOME={home}"] if home is not None else []
-                return [*env, aq, "audit", str(src), "--report", str(d), "--workers", str(workers),
-                        "--batch-size", str(batch), "--run-id", f"bench-{tag}-{i}"]
-            return make
+    def report_dir(self, tag: str, i: int) -> Path:
+        d = self.tmp / "reports" / f"{tag}-{i}"
+        shutil.rmtree(d, ignore_errors=True)
+        return d
 
-        def flow(tag: str, workers: int, batch: int, base: str | None = None):
-            def make(i: int) -> list[str]:
-                d = report_dir(tag, i)
-                if base is not None:
-                    shutil.copytree(last_report[base], d)
-                last_report[tag] = d
-                return [py, "-c", FLOW_SCRIPT, str(src), str(d), str(workers), str(batch), f"bench-{tag}-{i}"]
-            return make
+    def plain(self, procs: int) -> Make:
+        def make(i: int) -> list[str]:
+            d = self.report_dir(f"plain-{procs}", i)
+            self.last_report[f"plain-{procs}"] = d
+            return [self.py, "-c", PLAIN_SCRIPT, str(self.src), str(d), str(procs), "0"]
+        return make
 
-        plan: list[tuple[str, str, Any, Any, dict | None, int, int]] = [
-            ("plain-1", "plain", plain(1), parse_json_last, {"files": n}, 1, 0),
-            ("plain-2", "plain", plain(2), parse_json_last, {"files": n}, 2, 0),
-            ("audit-w1", "cli", cli("audit-w1", 1, MAIN_BATCH), parse_cli, fresh, 1, MAIN_BATCH),
-            ("audit-w2", "cli", cli("audit-w2", 2, MAIN_BATCH), parse_cli, fresh, 2, MAIN_BATCH),
-            ("re-audit-w2", "cli", cli("re-audit-w2", 2, MAIN_BATCH, base="audit-w2"), parse_cli, reused, 2, MAIN_BATCH),
-            ("flow-w1", "flow", flow("flow-w1", 1, MAIN_BATCH), parse_json_last, fresh, 1, MAIN_BATCH),
-            ("flow-w2", "flow", flow("flow-w2", 2, MAIN_BATCH), parse_json_last, fresh, 2, MAIN_BATCH),
-            ("flow-re-audit-w2", "flow", flow("flow-re-audit-w2", 2, MAIN_BATCH, base="flow-w2"), parse_json_last, reused, 2, MAIN_BATCH),
-        ]
-        bg_home = tmp / "prefect_home_bg"
-        if not args.no_background:
-            # a background server, as a user runs `audioqc server start`, in its own PREFECT_HOME so
-            # that the other cases do not see it
-            import socket
+    def cli(self, tag: str, workers: int, batch: int, base: str | None = None, home: Path | None = None) -> Make:
+        def make(i: int) -> list[str]:
+            d = self.report_dir(tag, i)
+            if base is not None:  # re-audit: a copy of that audit's report, under a new run id
+                shutil.copytree(self.last_report[base], d)
+            self.last_report[tag] = d
+            env = ["env", f"PREFECT_HOME={home}"] if home is not None else []
+            return [*env, self.aq, "audit", str(self.src), "--report", str(d), "--workers", str(workers),
+                    "--batch-size", str(batch), "--run-id", f"bench-{tag}-{i}"]
+        return make
 
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", 0))
-                bg_port = sock.getsockname()[1]
-            t0 = time.perf_counter()
-            started = subprocess.run(["env", f"PREFECT_HOME={bg_home}", aq, "server", "start", "--port", str(bg_port)],
-                                     capture_output=True, text=True)
-            if started.returncode != 0:
-                failed = True
-                print(f"'audioqc server start' failed: {started.stderr.strip()[-300:]}")
-            else:
-                background_started.append(bg_home)
-                print(f"background server (audioqc server start): up in {time.perf_counter() - t0:.1f} s", flush=True)
-                w3 = run_measured(cli("warm-bg", 2, MAIN_BATCH, home=bg_home)(0), tmp, "warm-bg")
-                if w3["returncode"] != 0:
-                    print(f"WARNING: warm-up audit on the background server failed: {w3['stderr'].strip()[-300:]}")
-                plan += [
-                    ("audit-w2-bg", "cli", cli("audit-w2-bg", 2, MAIN_BATCH, home=bg_home), parse_cli, fresh, 2,
-                     MAIN_BATCH),
-                    ("re-audit-w2-bg", "cli", cli("re-audit-w2-bg", 2, MAIN_BATCH, base="audit-w2-bg", home=bg_home),
-                     parse_cli, reused, 2, MAIN_BATCH),
-                ]
-        for b in args.batch_sizes:
-            if b != MAIN_BATCH:
-                plan.append((f"audit-w2-b{b}", "cli", cli(f"audit-w2-b{b}", 2, b), parse_cli, fresh, 2, b))
-                plan.append((f"flow-w2-b{b}", "flow", flow(f"flow-w2-b{b}", 2, b), parse_json_last, fresh, 2, b))
+    def flow(self, tag: str, workers: int, batch: int, base: str | None = None) -> Make:
+        def make(i: int) -> list[str]:
+            d = self.report_dir(tag, i)
+            if base is not None:
+                shutil.copytree(self.last_report[base], d)
+            self.last_report[tag] = d
+            return [self.py, "-c", FLOW_SCRIPT, str(self.src), str(d), str(workers), str(batch), f"bench-{tag}-{i}"]
+        return make
 
-        print(f"\nmeasuring ({n} files x {args.seconds:g} s; each case a fresh child process, page cache warm):",
-              flush=True)
-        # Round-robin: every case once per round, so that drift of the host's speed over the
-        # half hour (measured on this VM: the same 1-worker flow at 44-71 s in one hour) hits
-        # every case alike instead of whichever case ran during a slow stretch.
-        runs_of: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in plan}
-        try:
-            for i in range(args.repeat):
-                for name, kind, make, parser, expect, workers, batch in plan:
-                    runs_of[name].append(run_once(name, make, tmp, i, args.repeat, warm, parser))
-        finally:
-            for home in background_started:
-                subprocess.run(["env", f"PREFECT_HOME={home}", aq, "server", "stop"], capture_output=True, text=True)
-        for name, kind, make, parser, expect, workers, batch in plan:
-            c = summarize_case(name, kind, runs_of[name], n, expect, workers, batch or None)
-            cases[name] = c
-            failed |= not c["ok"]
-            extra = ""
-            if c["ok"] and c["parsed"]:
-                p = c["parsed"]
-                if kind == "plain":
-                    extra = f" (imports {p['import_s']:.2f} s, loop+write {p['loop_s']:.2f} s)"
-                elif kind == "flow":
-                    extra = f" (server start {p['server_start_s']:.2f} s, flow {p['flow_s']:.2f} s)"
-            print(f"  {name}: {c['wall_s']:.2f} s{extra}  {_status(c)}", flush=True)
-        out["cases"] = cases
 
-        # sanity: same metrics from the plain loop and the audit?
-        try:
-            plain_part = Path(cases["plain-1"]["parsed"]["part"]) if cases["plain-1"]["parsed"] else None
-            if plain_part and "audit-w1" in last_report:
-                out["same_metrics"] = compare_reports(plain_part, last_report["audit-w1"])
-        except Exception as exc:  # informational
-            out["same_metrics"] = {"error": f"{type(exc).__name__}: {exc}"}
+def _fresh(n: int) -> dict[str, int]:
+    return {"analysed": n, "reused": 0}
 
-    # ---------------------------------------------------------------------------- report
-    def c(name: str) -> dict[str, Any] | None:
-        x = cases.get(name)
+
+def _reused(n: int) -> dict[str, int]:
+    return {"analysed": 0, "reused": n}
+
+
+def main_cases(cmds: Commands, n: int) -> list[Case]:
+    """The plain loops, the audits at 1 and 2 workers and the re-audit, as commands and as flows."""
+    b = MAIN_BATCH
+    return [
+        Case("plain-1", "plain", cmds.plain(1), parse_json_last, {"files": n}, 1, 0),
+        Case("plain-2", "plain", cmds.plain(2), parse_json_last, {"files": n}, 2, 0),
+        Case("audit-w1", "cli", cmds.cli("audit-w1", 1, b), parse_cli, _fresh(n), 1, b),
+        Case("audit-w2", "cli", cmds.cli("audit-w2", 2, b), parse_cli, _fresh(n), 2, b),
+        Case("re-audit-w2", "cli", cmds.cli("re-audit-w2", 2, b, base="audit-w2"), parse_cli, _reused(n), 2, b),
+        Case("flow-w1", "flow", cmds.flow("flow-w1", 1, b), parse_json_last, _fresh(n), 1, b),
+        Case("flow-w2", "flow", cmds.flow("flow-w2", 2, b), parse_json_last, _fresh(n), 2, b),
+        Case("flow-re-audit-w2", "flow", cmds.flow("flow-re-audit-w2", 2, b, base="flow-w2"), parse_json_last,
+             _reused(n), 2, b),
+    ]
+
+
+def background_cases(cmds: Commands, n: int, home: Path) -> list[Case]:
+    """The 2-worker audit and re-audit commands with the background server up."""
+    b = MAIN_BATCH
+    return [
+        Case("audit-w2-bg", "cli", cmds.cli("audit-w2-bg", 2, b, home=home), parse_cli, _fresh(n), 2, b),
+        Case("re-audit-w2-bg", "cli", cmds.cli("re-audit-w2-bg", 2, b, base="audit-w2-bg", home=home),
+             parse_cli, _reused(n), 2, b),
+    ]
+
+
+def batch_cases(cmds: Commands, n: int, batch_sizes: list[int]) -> list[Case]:
+    """The 2-worker audit, command and flow, at every other batch size."""
+    plan = []
+    for b in batch_sizes:
+        if b != MAIN_BATCH:
+            plan.append(Case(f"audit-w2-b{b}", "cli", cmds.cli(f"audit-w2-b{b}", 2, b), parse_cli, _fresh(n), 2, b))
+            plan.append(Case(f"flow-w2-b{b}", "flow", cmds.flow(f"flow-w2-b{b}", 2, b), parse_json_last, _fresh(n),
+                             2, b))
+    return plan
+
+
+def start_background(cmds: Commands, home: Path) -> bool:
+    """A background server, as a user runs `audioqc server start`, in its own PREFECT_HOME so that
+    the other cases do not see it; then an untimed audit on it. False if it did not start."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        bg_port = sock.getsockname()[1]
+    t0 = time.perf_counter()
+    started = subprocess.run(["env", f"PREFECT_HOME={home}", cmds.aq, "server", "start", "--port", str(bg_port)],
+                             capture_output=True, text=True)
+    if started.returncode != 0:
+        print(f"'audioqc server start' failed: {started.stderr.strip()[-300:]}")
+        return False
+    print(f"background server (audioqc server start): up in {time.perf_counter() - t0:.1f} s", flush=True)
+    w3 = run_measured(cmds.cli("warm-bg", 2, MAIN_BATCH, home=home)(0), cmds.tmp, "warm-bg")
+    if w3["returncode"] != 0:
+        print(f"WARNING: warm-up audit on the background server failed: {w3['stderr'].strip()[-300:]}")
+    return True
+
+
+def stop_background(aq: str, home: Path) -> None:
+    subprocess.run(["env", f"PREFECT_HOME={home}", aq, "server", "stop"], capture_output=True, text=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Running the rounds
+# --------------------------------------------------------------------------------------------
+
+
+def run_rounds(plan: list[Case], tmp: Path, repeat: int, warm: Callable[[], None]) -> dict[str, list[dict[str, Any]]]:
+    """Round-robin: every case once per round, so that drift of the host's speed over the half
+    hour (measured on this VM: the same 1-worker flow at 44-71 s in one hour) hits every case
+    alike instead of whichever case ran during a slow stretch."""
+    runs_of: dict[str, list[dict[str, Any]]] = {case.name: [] for case in plan}
+    for i in range(repeat):
+        for case in plan:
+            runs_of[case.name].append(run_once(case.name, case.make, tmp, i, repeat, warm, case.parser))
+    return runs_of
+
+
+def summarise_cases(plan: list[Case], runs_of: dict[str, list[dict[str, Any]]],
+                    n: int) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Every case from its runs, one line each; and whether one failed."""
+    cases: dict[str, dict[str, Any]] = {}
+    failed = False
+    for case in plan:
+        x = summarize_case(case.name, case.kind, runs_of[case.name], n, case.expect, case.workers,
+                           case.batch or None)
+        cases[case.name] = x
+        failed |= not x["ok"]
+        extra = ""
+        if x["ok"] and x["parsed"]:
+            p = x["parsed"]
+            if case.kind == "plain":
+                extra = f" (imports {p['import_s']:.2f} s, loop+write {p['loop_s']:.2f} s)"
+            elif case.kind == "flow":
+                extra = f" (server start {p['server_start_s']:.2f} s, flow {p['flow_s']:.2f} s)"
+        print(f"  {case.name}: {x['wall_s']:.2f} s{extra}  {_status(x)}", flush=True)
+    return cases, failed
+
+
+def same_metrics(cases: dict[str, dict[str, Any]], last_report: dict[str, Path]) -> dict[str, Any] | None:
+    """Sanity: same metrics from the plain loop and the audit? None if there is nothing to compare."""
+    try:
+        plain_part = Path(cases["plain-1"]["parsed"]["part"]) if cases["plain-1"]["parsed"] else None
+        if plain_part and "audit-w1" in last_report:
+            return compare_reports(plain_part, last_report["audit-w1"])
+    except Exception as exc:  # informational
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return None
+
+
+def measure(args: argparse.Namespace, tmp: Path, paths: list[Path], out: dict[str, Any]) -> bool:
+    """Everything measured, into ``out`` (rss_floor_mb, warmup, server, cases, same_metrics).
+    True if a measured command failed."""
+    py, aq, src, n = args.python, args.audioqc, args.workdir, args.files
+    prepare_children_env(tmp)
+    out["rss_floor_mb"] = rss_floor_mb(tmp)
+    print(f"peak-RSS measurement floor (launcher, `true`): {out['rss_floor_mb']:.1f} MB", flush=True)
+    out["warmup"] = warm_up(tmp, py, aq, src, paths)
+    out["server"], failed = measure_server(tmp, py, args.server_repeats)
+
+    cmds = Commands(tmp, py, aq, src)
+    plan = main_cases(cmds, n)
+    bg_home = tmp / "prefect_home_bg"
+    background = False
+    if not args.no_background:
+        background = start_background(cmds, bg_home)
+        failed |= not background
+        if background:
+            plan += background_cases(cmds, n, bg_home)
+    plan += batch_cases(cmds, n, args.batch_sizes)
+
+    print(f"\nmeasuring ({n} files x {args.seconds:g} s; each case a fresh child process, page cache warm):",
+          flush=True)
+    try:
+        runs_of = run_rounds(plan, tmp, args.repeat, lambda: warm_page_cache(paths))
+    finally:
+        if background:
+            stop_background(aq, bg_home)
+    out["cases"], case_failed = summarise_cases(plan, runs_of, n)
+    sm = same_metrics(out["cases"], cmds.last_report)
+    if sm is not None:
+        out["same_metrics"] = sm
+    return failed or case_failed
+
+
+# --------------------------------------------------------------------------------------------
+# Summarising and judging the targets
+# --------------------------------------------------------------------------------------------
+
+
+class Results:
+    """The cases by name; a failed case reads as missing."""
+
+    def __init__(self, cases: dict[str, dict[str, Any]]) -> None:
+        self.cases = cases
+
+    def ok(self, name: str) -> dict[str, Any] | None:
+        x = self.cases.get(name)
         return x if x and x["ok"] else None
 
-    def flow_s(name: str) -> float | None:
-        x = c(name)
+    def wall(self, name: str) -> float | None:
+        x = self.ok(name)
+        return x["wall_s"] if x else None
+
+    def all_of(self, name: str, key: str) -> list[float]:
+        x = self.ok(name)
+        return x[key] if x else []
+
+    def flow_s(self, name: str) -> float | None:
+        x = self.ok(name)
         return x["parsed"]["flow_s"] if x and x["parsed"] else None
 
-    def loop_s(name: str) -> float | None:
-        x = c(name)
+    def loop_s(self, name: str) -> float | None:
+        x = self.ok(name)
         return x["parsed"]["loop_s"] if x and x["parsed"] else None
 
+
+def print_case_tables(cases: dict[str, dict[str, Any]], n: int, seconds: float) -> None:
     print()
     print(header("bench_audit results"))
-    print(f"=== audit pipeline: {n} files x {args.seconds:g} s stereo {SR} Hz 16-bit WAV, "
+    print(f"=== audit pipeline: {n} files x {seconds:g} s stereo {SR} Hz 16-bit WAV, "
           f"{os.cpu_count()} cpus ===")
     print("wall = the whole child process; peak RSS = ru_maxrss (the tree's largest single process); "
           "tree PSS = sampled peak of the summed PSS of all its processes")
@@ -698,112 +803,177 @@ def main(argv: list[str] | None = None) -> int:
         print_table(["case", "process s", "imports s", "server start s", "work s (flow / loop+write)",
                      "files/s", "server stop s"], rows)
 
-    summary: dict[str, Any] = {"server_start_s": server_start, "server_stop_s": server_stop}
+
+def report_startup(res: Results, servers: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """The server's start and stop alone, and what each command spent outside its flow."""
+    server_start, server_stop = summary["server_start_s"], summary["server_stop_s"]
     print()
     if server_start is not None:
         print(f"fixed start-up: Prefect server start {server_start:.2f} s + stop {server_stop:.2f} s "
               f"(median of {len(servers)}, alone)")
         for cli_name, flow_name in (("audit-w1", "flow-w1"), ("audit-w2", "flow-w2"),
                                     ("re-audit-w2", "flow-re-audit-w2")):
-            if c(cli_name) and flow_s(flow_name) is not None:
-                fixed = c(cli_name)["wall_s"] - flow_s(flow_name)
+            cw, fs = res.wall(cli_name), res.flow_s(flow_name)
+            if cw is not None and fs is not None:
+                fixed = cw - fs
                 summary[f"cli_minus_flow_{cli_name}"] = fixed
-                print(f"  {cli_name}: CLI wall {c(cli_name)['wall_s']:.2f} s - flow {flow_s(flow_name):.2f} s "
+                print(f"  {cli_name}: CLI wall {cw:.2f} s - flow {fs:.2f} s "
                       f"= {fixed:.2f} s not spent in the flow (interpreter, imports, server start/stop)")
     print()
 
+
+def judge_overhead(res: Results, summary: dict[str, Any]) -> None:
     print(f"orchestration overhead vs the plain loop (target <= {TARGET_OVERHEAD:.0%}; judged on the flow "
           f"time against the plain loop's loop+write time, i.e. without the fixed start-up):")
     for label, f_name, p_name, cli_name in (("1 worker ", "flow-w1", "plain-1", "audit-w1"),
                                             ("2 workers", "flow-w2", "plain-2", "audit-w2")):
-        fs, ls = flow_s(f_name), loop_s(p_name)
-        if fs is not None and ls is not None:
-            ov = fs / ls - 1.0
-            summary[f"overhead_{f_name}"] = ov
-            line = (f"  {label}: flow {fs:.2f} s vs {p_name} {ls:.2f} s -> {_pct(ov)} "
-                    f"[{_verdict(ov <= TARGET_OVERHEAD)}]")
-            if c(cli_name) and c(p_name):
-                ov2 = c(cli_name)["wall_s"] / c(p_name)["wall_s"] - 1.0
-                summary[f"overhead_with_startup_{cli_name}"] = ov2
-                line += (f"; with start-up (whole commands): {cli_name} {c(cli_name)['wall_s']:.2f} s vs "
-                         f"{p_name} {c(p_name)['wall_s']:.2f} s -> {_pct(ov2)}")
-            print(line)
-        else:
+        fs, ls = res.flow_s(f_name), res.loop_s(p_name)
+        if fs is None or ls is None:
             print(f"  {label}: not available (a case failed)")
-
-    if c("audit-w2-bg") and c("plain-2"):
-        ov3 = c("audit-w2-bg")["wall_s"] / c("plain-2")["wall_s"] - 1.0
-        summary["overhead_whole_command_background_w2"] = ov3
-        print(f"whole command with a background Prefect server up (issue 19: target <= {TARGET_WHOLE_COMMAND:.0%}; "
-              f"audit-w2-bg wall against plain-2 wall):")
-        print(f"  audit-w2-bg {c('audit-w2-bg')['wall_s']:.2f} s vs plain-2 {c('plain-2')['wall_s']:.2f} s -> "
-              f"{_pct(ov3)} [{_verdict(ov3 <= TARGET_WHOLE_COMMAND)}]"
-              + ("; per round: " + ", ".join(_pct(a / b - 1.0) for a, b in zip(c("audit-w2-bg")["wall_s_all"],
-                                                                              c("plain-2")["wall_s_all"]))
-                 if len(c("plain-2")["wall_s_all"]) > 1 else ""))
-        if c("re-audit-w2-bg"):
-            print(f"  re-audit-w2-bg {c('re-audit-w2-bg')['wall_s']:.2f} s (every file reused)")
-    print(f"speed-up 2 workers vs 1 (target >= {TARGET_SPEEDUP}x; judged on the flow time):")
-    if flow_s("flow-w1") and flow_s("flow-w2"):
-        s = flow_s("flow-w1") / flow_s("flow-w2")
-        summary["speedup_flow"] = s
-        line = f"  flow {s:.2f}x [{_verdict(s >= TARGET_SPEEDUP)}]"
-        if c("audit-w1") and c("audit-w2"):
-            s2 = c("audit-w1")["wall_s"] / c("audit-w2")["wall_s"]
-            summary["speedup_cli"] = s2
-            line += f"; whole command {s2:.2f}x"
-        if loop_s("plain-1") and loop_s("plain-2"):
-            s3 = loop_s("plain-1") / loop_s("plain-2")
-            summary["speedup_plain"] = s3
-            line += f"; plain loop 2 vs 1 process {s3:.2f}x (what this machine gives)"
+            continue
+        ov = fs / ls - 1.0
+        summary[f"overhead_{f_name}"] = ov
+        line = (f"  {label}: flow {fs:.2f} s vs {p_name} {ls:.2f} s -> {_pct(ov)} "
+                f"[{_verdict(ov <= TARGET_OVERHEAD)}]")
+        cw, pw = res.wall(cli_name), res.wall(p_name)
+        if cw is not None and pw is not None:
+            ov2 = cw / pw - 1.0
+            summary[f"overhead_with_startup_{cli_name}"] = ov2
+            line += (f"; with start-up (whole commands): {cli_name} {cw:.2f} s vs "
+                     f"{p_name} {pw:.2f} s -> {_pct(ov2)}")
         print(line)
-        pairs = [a / b for a, b in zip(c("flow-w1")["judged_s_all"], c("flow-w2")["judged_s_all"])]
-        if len(pairs) > 1:  # rounds are interleaved: each pair ran back to back
-            summary["speedup_flow_rounds"] = pairs
-            print(f"  flow per round: {', '.join(f'{x:.2f}x' for x in pairs)}; median {statistics.median(pairs):.2f}x")
-    else:
-        print("  not available (a case failed)")
 
+
+def judge_background(res: Results, summary: dict[str, Any]) -> None:
+    """Issue 19: the whole 2-worker command with a background server up against the plain loop."""
+    bw, pw = res.wall("audit-w2-bg"), res.wall("plain-2")
+    if bw is None or pw is None:
+        return
+    ov3 = bw / pw - 1.0
+    summary["overhead_whole_command_background_w2"] = ov3
+    print(f"whole command with a background Prefect server up (issue 19: target <= {TARGET_WHOLE_COMMAND:.0%}; "
+          f"audit-w2-bg wall against plain-2 wall):")
+    per_round = ""
+    if len(res.all_of("plain-2", "wall_s_all")) > 1:
+        pairs = zip(res.all_of("audit-w2-bg", "wall_s_all"), res.all_of("plain-2", "wall_s_all"), strict=True)
+        per_round = "; per round: " + ", ".join(_pct(a / b - 1.0) for a, b in pairs)
+    print(f"  audit-w2-bg {bw:.2f} s vs plain-2 {pw:.2f} s -> "
+          f"{_pct(ov3)} [{_verdict(ov3 <= TARGET_WHOLE_COMMAND)}]" + per_round)
+    rw = res.wall("re-audit-w2-bg")
+    if rw is not None:
+        print(f"  re-audit-w2-bg {rw:.2f} s (every file reused)")
+
+
+def judge_speedup(res: Results, summary: dict[str, Any]) -> None:
+    print(f"speed-up 2 workers vs 1 (target >= {TARGET_SPEEDUP}x; judged on the flow time):")
+    f1, f2 = res.flow_s("flow-w1"), res.flow_s("flow-w2")
+    if not (f1 and f2):
+        print("  not available (a case failed)")
+        return
+    s = f1 / f2
+    summary["speedup_flow"] = s
+    line = f"  flow {s:.2f}x [{_verdict(s >= TARGET_SPEEDUP)}]"
+    c1, c2 = res.wall("audit-w1"), res.wall("audit-w2")
+    if c1 is not None and c2 is not None:
+        s2 = c1 / c2
+        summary["speedup_cli"] = s2
+        line += f"; whole command {s2:.2f}x"
+    l1, l2 = res.loop_s("plain-1"), res.loop_s("plain-2")
+    if l1 and l2:
+        s3 = l1 / l2
+        summary["speedup_plain"] = s3
+        line += f"; plain loop 2 vs 1 process {s3:.2f}x (what this machine gives)"
+    print(line)
+    pairs = [a / b for a, b in zip(res.all_of("flow-w1", "judged_s_all"), res.all_of("flow-w2", "judged_s_all"),
+                                   strict=True)]
+    if len(pairs) > 1:  # rounds are interleaved: each pair ran back to back
+        summary["speedup_flow_rounds"] = pairs
+        print(f"  flow per round: {', '.join(f'{x:.2f}x' for x in pairs)}; median {statistics.median(pairs):.2f}x")
+
+
+def judge_reaudit(res: Results, summary: dict[str, Any]) -> None:
     print(f"re-audit of the unchanged collection (target <= {TARGET_REAUDIT:.0%} of the first; judged on the "
           f"flow time; first = the 2-worker audit):")
-    if flow_s("flow-w2") and flow_s("flow-re-audit-w2") is not None:
-        r = flow_s("flow-re-audit-w2") / flow_s("flow-w2")
-        summary["reaudit_fraction_flow"] = r
-        line = (f"  flow {flow_s('flow-re-audit-w2'):.2f} s = {100 * r:.1f}% of {flow_s('flow-w2'):.2f} s "
-                f"[{_verdict(r <= TARGET_REAUDIT)}]")
-        if c("audit-w2") and c("re-audit-w2"):
-            r2 = c("re-audit-w2")["wall_s"] / c("audit-w2")["wall_s"]
-            summary["reaudit_fraction_cli"] = r2
-            line += (f"; whole command {c('re-audit-w2')['wall_s']:.2f} s = {100 * r2:.1f}% of "
-                     f"{c('audit-w2')['wall_s']:.2f} s")
-        print(line)
-    else:
+    first, again = res.flow_s("flow-w2"), res.flow_s("flow-re-audit-w2")
+    if not first or again is None:
         print("  not available (a case failed)")
+        return
+    r = again / first
+    summary["reaudit_fraction_flow"] = r
+    line = f"  flow {again:.2f} s = {100 * r:.1f}% of {first:.2f} s [{_verdict(r <= TARGET_REAUDIT)}]"
+    cw, rw = res.wall("audit-w2"), res.wall("re-audit-w2")
+    if cw is not None and rw is not None:
+        r2 = rw / cw
+        summary["reaudit_fraction_cli"] = r2
+        line += f"; whole command {rw:.2f} s = {100 * r2:.1f}% of {cw:.2f} s"
+    print(line)
 
+
+def batch_table(res: Results, summary: dict[str, Any], batch_sizes: list[int], n: int) -> None:
     print("\nbatch size at 2 workers:")
     rows = []
-    base = flow_s("flow-w2")
+    base = res.flow_s("flow-w2")
     batch_rows = []
-    for b in args.batch_sizes:
+    for b in batch_sizes:
         cli_name, flow_name = ("audit-w2", "flow-w2") if b == MAIN_BATCH else (f"audit-w2-b{b}", f"flow-w2-b{b}")
-        fs = flow_s(flow_name)
-        cw = c(cli_name)["wall_s"] if c(cli_name) else None
+        fs = res.flow_s(flow_name)
+        cw = res.wall(cli_name)
         batch_rows.append({"batch_size": b, "cli_wall_s": cw, "flow_s": fs})
         rows.append([str(b), _f(cw, ".2f"), _f(fs, ".2f"), _f(n / fs if fs else None, ".1f"),
                      _f(fs / base if fs and base else None, ".2f")])
     summary["batch"] = batch_rows
     print_table(["batch", "CLI wall s", "flow s", "flow files/s", f"flow vs batch {MAIN_BATCH}"], rows)
 
-    sm = out.get("same_metrics")
-    if sm:
-        print()
-        if "error" in sm:
-            print(f"plain loop vs audit metrics: check failed ({sm['error']})")
-        else:
-            diff = sm["differing_columns"]
-            print(f"plain loop vs audit-w1 metrics: {sm['files_common']} files, {sm['metric_columns']} metric columns, "
-                  + ("identical" if not diff else f"{len(diff)} columns differ: "
-                     + ", ".join(f"{k} ({v} files)" for k, v in sorted(diff.items())[:8])))
+
+def judge(res: Results, servers: list[dict[str, Any]], batch_sizes: list[int], n: int) -> dict[str, Any]:
+    """Prints the start-up, the targets and the batch sizes; returns the summary."""
+    summary: dict[str, Any] = {
+        "server_start_s": statistics.median(d["start_s"] for d in servers) if servers else None,
+        "server_stop_s": statistics.median(d["stop_s"] for d in servers) if servers else None,
+    }
+    report_startup(res, servers, summary)
+    judge_overhead(res, summary)
+    judge_background(res, summary)
+    judge_speedup(res, summary)
+    judge_reaudit(res, summary)
+    batch_table(res, summary, batch_sizes, n)
+    return summary
+
+
+def print_same_metrics(sm: dict[str, Any] | None) -> None:
+    if not sm:
+        return
+    print()
+    if "error" in sm:
+        print(f"plain loop vs audit metrics: check failed ({sm['error']})")
+        return
+    diff = sm["differing_columns"]
+    print(f"plain loop vs audit-w1 metrics: {sm['files_common']} files, {sm['metric_columns']} metric columns, "
+          + ("identical" if not diff else f"{len(diff)} columns differ: "
+             + ", ".join(f"{k} ({v} files)" for k, v in sorted(diff.items())[:8])))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    args.workdir = args.workdir.resolve()
+    versions = tool_versions(args.python, args.audioqc)
+    print(header("bench_audit: the audit pipeline against a plain loop"), flush=True)
+    print("versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()), flush=True)
+    out: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                           "versions": versions}
+    out["collection"] = ensure_collection(args.workdir, args.files, args.seconds, args.seed)
+    paths = [args.workdir / file_name(i) for i in range(args.files)]
+
+    with tempfile.TemporaryDirectory(prefix="bench_audit_") as td:
+        failed = measure(args, Path(td), paths, out)
+
+    print_case_tables(out["cases"], args.files, args.seconds)
+    summary = judge(Results(out["cases"]), out["server"], args.batch_sizes, args.files)
+    print_same_metrics(out.get("same_metrics"))
 
     out["summary"] = summary
     out["total_s"] = time.perf_counter() - t_start
