@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -252,40 +253,46 @@ def importtime(python: str, pythonpath: str | None, module: str) -> dict[str, fl
     return cum
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=Path, default=REPO / "data" / "samples", help="the collection (data/samples)")
-    ap.add_argument("--baseline-tree", type=Path, default=None,
-                    help="also trace the code in this checkout (PYTHONPATH)")
-    ap.add_argument("--cpus", default="0,1", help="taskset CPU list (default 0,1)")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
-    print(header("bench_audit_timeline: where a small audit's time goes"), flush=True)
-    src = args.samples.resolve()
-    if not any(src.glob("*")):
-        subprocess.run([sys.executable, str(REPO / "data" / "make_samples.py"), str(src)], check=True)
-    pin = ["taskset", "-c", args.cpus] if shutil.which("taskset") else []
-    tmp = Path(tempfile.mkdtemp(prefix="bench_audit_timeline_"))
-    tracer = tmp / "tracer"
-    tracer.mkdir()
-    (tracer / "sitecustomize.py").write_text(TRACER)
-    trees = {"this tree": str(REPO)}
-    if args.baseline_tree is not None:
-        trees["baseline"] = str(args.baseline_tree.resolve())
-    home_tmp, home_bg = tmp / "home-temporary", tmp / "home-server"
-    port = free_port()
-    aq = default_audioqc()
-    base_env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PYTHONPATH", "AQ_TIMELINE")}
-    base_env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+@dataclass
+class Timeline:
+    """How to trace one audit: the collection, the tracer, the trees, the two Prefect homes."""
 
-    def run(tree: str, mode: str, report_dir: Path, tag: str) -> dict[str, Any]:
-        env = {**base_env, "PYTHONPATH": f"{tracer}{os.pathsep}{trees[tree]}",
-               "PREFECT_HOME": str(home_tmp if mode == "temporary" else home_bg)}
+    src: Path
+    tmp: Path
+    tracer: Path  # the directory holding sitecustomize.py
+    pin: list[str]  # taskset prefix, or nothing
+    trees: dict[str, str]  # tree -> its PYTHONPATH
+    port: int  # the background server's
+    base_env: dict[str, str]
+
+    @property
+    def home_tmp(self) -> Path:
+        return self.tmp / "home-temporary"
+
+    @property
+    def home_bg(self) -> Path:
+        return self.tmp / "home-server"
+
+    def server_env(self) -> dict[str, str]:
+        """The environment of ``audioqc server start`` / ``stop`` (this tree, the background home)."""
+        return {**self.base_env, "PREFECT_HOME": str(self.home_bg), "PYTHONPATH": self.trees["this tree"]}
+
+    def warm_up(self) -> None:
+        """Untimed: byte-compile both trees, migrate the temporary mode's database."""
+        for tree in self.trees:
+            subprocess.run([*self.pin, sys.executable, "-P", "-m", "audioqc.cli", "audit", str(self.src), "--report",
+                            str(self.tmp / f"warm-{len(tree)}"), "--policy", POLICY], capture_output=True,
+                           env={**self.base_env, "PYTHONPATH": self.trees[tree], "PREFECT_HOME": str(self.home_tmp)})
+
+    def run(self, tree: str, mode: str, report_dir: Path, tag: str) -> dict[str, Any]:
+        """One traced audit: the phases' times from its launch, its exit status and what it said."""
+        env = {**self.base_env, "PYTHONPATH": f"{self.tracer}{os.pathsep}{self.trees[tree]}",
+               "PREFECT_HOME": str(self.home_tmp if mode == "temporary" else self.home_bg)}
         if mode == "server" and tree == "baseline":
-            env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-        cmd = [*pin, sys.executable, "-P", "-m", "audioqc.cli", "audit", str(src), "--report", str(report_dir),
-               "--policy", POLICY]
-        trace = tmp / f"{tag}.tsv"
+            env["PREFECT_API_URL"] = f"http://127.0.0.1:{self.port}/api"
+        cmd = [*self.pin, sys.executable, "-P", "-m", "audioqc.cli", "audit", str(self.src), "--report",
+               str(report_dir), "--policy", POLICY]
+        trace = self.tmp / f"{tag}.tsv"
         env["AQ_TIMELINE"] = str(trace)
         launch = time.time()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -298,38 +305,52 @@ def main(argv: list[str] | None = None) -> int:
         said = next((ln.strip() for ln in out.splitlines() if "analysed" in ln), "")
         return {"times": times, "returncode": proc.returncode, "said": said, "stderr": err[-500:]}
 
-    results: dict[str, dict[str, Any]] = {}
-    started = False
-    try:
-        # warm-up (untimed): byte-compile both trees, migrate the temporary mode's database
-        for tree in trees:
-            subprocess.run([*pin, sys.executable, "-P", "-m", "audioqc.cli", "audit", str(src), "--report",
-                            str(tmp / f"warm-{len(tree)}"), "--policy", POLICY], capture_output=True,
-                           env={**base_env, "PYTHONPATH": trees[tree], "PREFECT_HOME": str(home_tmp)})
-        s = subprocess.run([aq, "server", "start", "--port", str(port)], capture_output=True, text=True,
-                           env={**base_env, "PREFECT_HOME": str(home_bg), "PYTHONPATH": trees["this tree"]})
-        if s.returncode != 0:
-            print(f"'audioqc server start' failed: {s.stderr.strip()}")
-            return 1
-        started = True
-        for tree in trees:
+    def run_all(self) -> dict[str, dict[str, Any]]:
+        """First audit and re-audit, per tree and mode."""
+        results: dict[str, dict[str, Any]] = {}
+        for tree in self.trees:
             for mode in ("temporary", "server"):
-                report_dir = tmp / "reports" / f"{tree}-{mode}".replace(" ", "_")
+                report_dir = self.tmp / "reports" / f"{tree}-{mode}".replace(" ", "_")
                 for kind in ("first", "re-audit"):
                     name = f"{kind} / {mode} / {tree}"
                     print(f"  {name} ...", flush=True)
-                    results[name] = run(tree, mode, report_dir, name.replace(" / ", "-").replace(" ", "_"))
+                    results[name] = self.run(tree, mode, report_dir, name.replace(" / ", "-").replace(" ", "_"))
                     if results[name]["returncode"] != 0:
                         print(f"    FAILED: {results[name]['stderr']}")
-    finally:
-        if started:
-            subprocess.run([aq, "server", "stop"], capture_output=True, text=True,
-                           env={**base_env, "PREFECT_HOME": str(home_bg), "PYTHONPATH": trees["this tree"]})
+        return results
 
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=Path, default=REPO / "data" / "samples", help="the collection (data/samples)")
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="also trace the code in this checkout (PYTHONPATH)")
+    ap.add_argument("--cpus", default="0,1", help="taskset CPU list (default 0,1)")
+    ap.add_argument("--json", type=Path, default=None)
+    return ap.parse_args(argv)
+
+
+def make_timeline(args: argparse.Namespace, src: Path) -> Timeline:
+    """A temporary directory with the tracer, and what the runs need."""
+    pin = ["taskset", "-c", args.cpus] if shutil.which("taskset") else []
+    tmp = Path(tempfile.mkdtemp(prefix="bench_audit_timeline_"))
+    tracer = tmp / "tracer"
+    tracer.mkdir()
+    (tracer / "sitecustomize.py").write_text(TRACER)
+    trees = {"this tree": str(REPO)}
+    if args.baseline_tree is not None:
+        trees["baseline"] = str(args.baseline_tree.resolve())
+    port = free_port()
+    base_env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PYTHONPATH", "AQ_TIMELINE")}
+    base_env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    return Timeline(src=src, tmp=tmp, tracer=tracer, pin=pin, trees=trees, port=port, base_env=base_env)
+
+
+def print_timelines(results: dict[str, dict[str, Any]], src: Path, cpus: str) -> None:
     print()
     print(header("bench_audit_timeline results"))
     print(f"{src} ({len(list(src.glob('*')))} files), policy {POLICY}; seconds from the command's launch; one run "
-          f"each, pinned to CPUs {args.cpus}; other work may run on this host")
+          f"each, pinned to CPUs {cpus}; other work may run on this host")
     names = list(results)
     labels = [label for label, _ in PHASES] + ["exit"]
     rows = []
@@ -343,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         print(f"  {n}: {results[n]['said']}")
 
+
+def print_importtime(trees: dict[str, str]) -> dict[str, dict[str, float]]:
+    """``python -X importtime`` of the CLI's imports, per tree; returns the cumulative times."""
     print("\npython -X importtime, cumulative seconds (one run, not pinned):")
     mods = ["audioqc.cli", "flows.checks", "audioqc.report", "audiolib.diagnose", "pyarrow.dataset", "pandas",
             "prefect", "flows.audit", "prefect.server.api.server"]
@@ -352,10 +376,39 @@ def main(argv: list[str] | None = None) -> int:
     for mod in mods:
         rows.append([mod] + [f"{cums[t].get(mod, float('nan')):.2f}" for t in trees])
     print_table(["module (imported alone would be less: shared imports count once)"] + list(trees), rows)
+    return cums
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(header("bench_audit_timeline: where a small audit's time goes"), flush=True)
+    src = args.samples.resolve()
+    if not any(src.glob("*")):
+        subprocess.run([sys.executable, str(REPO / "data" / "make_samples.py"), str(src)], check=True)
+    tl = make_timeline(args, src)
+    aq = default_audioqc()
+
+    results: dict[str, dict[str, Any]] = {}
+    started = False
+    try:
+        tl.warm_up()
+        s = subprocess.run([aq, "server", "start", "--port", str(tl.port)], capture_output=True, text=True,
+                           env=tl.server_env())
+        if s.returncode != 0:
+            print(f"'audioqc server start' failed: {s.stderr.strip()}")
+            return 1
+        started = True
+        results = tl.run_all()
+    finally:
+        if started:
+            subprocess.run([aq, "server", "stop"], capture_output=True, text=True, env=tl.server_env())
+
+    print_timelines(results, src, args.cpus)
+    cums = print_importtime(tl.trees)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"results": results, "importtime": cums}, indent=2, default=str) + "\n")
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tl.tmp, ignore_errors=True)
     return 0 if all(r["returncode"] == 0 for r in results.values()) else 1
 
 
