@@ -52,6 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness import REPO, default_audioqc, header, print_table  # noqa: E402
 
+# the audits of the cases below use a temporary server where no background one was started for them
+# (their "temporary server" cases), as they did before audits started the background server on first
+# use (bench_audit_small.py --auto-start measures that)
+os.environ.setdefault("AUDIOQC_PREFECT_SERVER", "temporary")
+
 POLICY = "ebu-r128"
 
 # The tracer: imported by every Python process of the audit (sitecustomize), it patches the
