@@ -24,14 +24,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: usage error: {message} (see '{self.prog} --help')\n")
 
 
-def _nonneg_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int) -> int:
+    """An option's integer, at least ``minimum``; else argparse's usage error quoting it."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= {minimum}")
     return value
+
+
+def _nonneg_int(text: str) -> int:
+    return _int_at_least(text, 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,12 +230,9 @@ def _quality_windows(text: str) -> int | None:
     if text.strip().lower() == "all":
         return None
     try:
-        value = int(text)
-    except ValueError:
+        return _int_at_least(text, 1)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"{text!r}: an integer >= 1 or all") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: an integer >= 1 or all")
-    return value
 
 
 def one_line(text: str) -> str:
