@@ -36,6 +36,7 @@ import numpy as np
 from . import _kernels
 from .errors import InvalidParameter
 from .loudness import TRUE_PEAK_HALF, LoudnessMeter, fractional_delay, true_peak_taps
+from .validate import json_fields
 
 __all__ = [
     "LoudnessNormalizer",
@@ -214,14 +215,7 @@ class NormalizationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``None`` for unmeasured values, never NaN)."""
-        out: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
-            if isinstance(value, float):
-                value = round(value, 4) if math.isfinite(value) else None
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[key] = value
-        return out
+        return json_fields(self.__dict__)
 
 
 def gain_for(measured_lufs: float | None, target_lufs: float) -> tuple[float, str | None]:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidParameter
+from .validate import json_fields
 
 __all__ = ["RemedyResult", "remedy_file", "STEPS"]
 
@@ -67,14 +68,7 @@ class RemedyResult:
     notes: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
-            if isinstance(value, float):
-                value = round(value, 4) if math.isfinite(value) else None
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[key] = value
-        return out
+        return json_fields(self.__dict__)
 
 
 def _check_steps(steps: Mapping[str, Mapping[str, Any]]) -> list[str]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import InvalidParameter
 
-__all__ = ["block", "count", "number", "stream_args"]
+__all__ = ["block", "count", "json_fields", "number", "stream_args"]
 
 
 def stream_args(sample_rate: Any, channel_names: Any, start_s: Any) -> tuple[int, tuple[str, ...], float]:
@@ -53,3 +53,16 @@ def block(block: np.ndarray, channels: int) -> np.ndarray:
     if x.dtype != np.float32:
         x = x.astype(np.float32)
     return x
+
+
+def json_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A frozen result's fields, JSON-ready: floats rounded to 4 decimals (``None`` where not
+    finite, never NaN), tuples as lists."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, float):
+            value = round(value, 4) if math.isfinite(value) else None
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from audiolib import __version__, storage
 
 from . import plots
+from .trends import format_number, format_percent
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif;margin:24px auto;max-width:1100px;
@@ -39,17 +39,7 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _n(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        size = abs(value)
-        return f"{value:.2f}" if size < 10 else f"{value:.1f}" if size < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+_n, _pct = format_number, format_percent  # the table cells of the readable summary
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1,

@@ -185,8 +185,9 @@ class Alert:
         stat = "share of files" if self.statistic == "share" else "median"
         unit = f" {self.unit}" if self.unit and self.unit not in ("%", "0-10") else ""
         unit = " points" if self.statistic == "share" or self.unit == "%" else unit
-        return (f"{self.where}: {self.label} ({self.metric}) {verb}: {stat} {_num(self.baseline)} -> "
-                f"{_num(self.current)} (shift {self.shift:+.3g}{unit}, margin {_num(self.margin)}) in run "
+        return (f"{self.where}: {self.label} ({self.metric}) {verb}: {stat} {format_number(self.baseline)} -> "
+                f"{format_number(self.current)} (shift {self.shift:+.3g}{unit}, "
+                f"margin {format_number(self.margin)}) in run "
                 f"{self.run_id} ({self.run_date}) against {len(self.baseline_runs)} earlier run(s); "
                 f"Cliff's delta {self.effect:+.2f}, p = {self.p_value:.2g} (Holm {self.p_adjusted:.2g}, "
                 f"alpha {self.alpha:g}), {self.n_current} vs {self.n_baseline} files")
@@ -728,7 +729,8 @@ def _latest_files(frame: pd.DataFrame, table: pa.Table, plot: pa.Table, rel: pa.
 # the readable summary
 
 
-def _num(value: Any, digits: int = 3) -> str:
+def format_number(value: Any, digits: int = 3) -> str:
+    """A figure for a table cell: ``-`` when unmeasured, else 2, 1 or 0 decimals by its size."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if isinstance(value, float):
@@ -737,7 +739,8 @@ def _num(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _pct(value: float | None) -> str:
+def format_percent(value: float | None) -> str:
+    """A share (0-1) as a percentage with one decimal, ``-`` when unknown."""
     return "-" if value is None else f"{100 * value:.1f}"
 
 
@@ -761,7 +764,7 @@ def format_text(result: TrendsResult, *, max_runs: int = 20) -> str:
         for a in result.alerts:
             lines.append(f"  {a.message}")
             for f in a.files:
-                lines.append(f"      {f.file}: {_num(f.value)} (was {_num(f.reference)}"
+                lines.append(f"      {f.file}: {format_number(f.value)} (was {format_number(f.reference)}"
                              f"{'' if f.reference_kind == 'file' else ', the baseline'}; {f.change:+.3g})")
     elif result.comparable:
         lines.append("no alerts")
@@ -773,14 +776,15 @@ def format_text(result: TrendsResult, *, max_runs: int = 20) -> str:
         last = g.runs[-1] if g.runs else None
         if last is None:
             continue
-        rows.append([g.value, g.status, str(last.files), str(last.errors), _pct(last.rate("pass")),
-                     _pct(last.rate("fail"))] + [_num(_stat(last, w)) for w in cols])
+        rows.append([g.value, g.status, str(last.files), str(last.errors), format_percent(last.rate("pass")),
+                     format_percent(last.rate("fail"))] + [format_number(_stat(last, w)) for w in cols])
     lines.append("groups (each group's latest run; metric medians, clipping as % of files)")
     lines += _table(header, rows)
     lines.append("")
     header = ["run_id", "run_date", "files", "errors", "pass%", "warn%", "fail%"] + [_short(w.column) for w in cols]
-    rows = [[r.run_id, r.run_date, str(r.files), str(r.errors), _pct(r.rate("pass")), _pct(r.rate("warn")),
-             _pct(r.rate("fail"))] + [_num(_stat(r, w)) for w in cols] for r in runs[-max_runs:]]
+    rows = [[r.run_id, r.run_date, str(r.files), str(r.errors)]
+            + [format_percent(r.rate(v)) for v in ("pass", "warn", "fail")]
+            + [format_number(_stat(r, w)) for w in cols] for r in runs[-max_runs:]]
     lines.append(f"runs (the last {min(max_runs, len(runs))} of {len(runs)})")
     lines += _table(header, rows)
     if runs and runs[-1].fail_counts:

@@ -11,7 +11,6 @@ must match.
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ from audiolib.speech_events import (
     SpeechEventDetector,
     SpeechEventsResult,
 )
-
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 MASK_HOP_S = 0.032  # the lead's VAD frame
 TIME_TOLERANCE_S = 0.02
