@@ -178,12 +178,16 @@ def _technical(cls: type) -> Callable[..., Analyzer]:
     return lambda s, o, shared, requested: cls(s.sample_rate, s.channel_names, start_s=s.start_s)
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def format_cell(value: Any, digits: int = 1) -> str:
+    """A value for the CLI's tables: ``-`` when unmeasured, floats with ``digits`` decimals."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+_fmt = format_cell  # short, for the table cells below
 
 
 @dataclass(frozen=True)

@@ -340,11 +340,9 @@ def _table_columns() -> list[tuple[str, int]]:
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    from audiolib.diagnose import format_cell
+
+    return format_cell(value, digits)
 
 
 def _table_row(url: str, result: Any | None, error: str | None) -> list[str]:

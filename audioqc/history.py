@@ -252,25 +252,10 @@ def cached_runs(url: str, run_ids: Sequence[str] | None = None) -> tuple[list[st
 
 def _build_cache(fs: Any, url: str, target: str, parts: list[str], directory: str, existing: set[str],
                  run: str) -> None:
-    import uuid
-
-    import pyarrow.parquet as pq
-
     schema = _cache_schema()
     table = _parts_dataset(url, parts).to_table(columns=schema.names).cast(schema)
     fs.makedirs(directory, exist_ok=True)
-    if report._is_local(fs):
-        tmp = f"{directory}/.{uuid.uuid4().hex}.tmp"
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        fs.pipe_file(target, sink.getvalue().to_pybytes())
+    report.put_parquet(fs, table, target)
     for old in existing:  # the run's earlier cache file (before it was resumed)
         if old.startswith(f"{run}.") and old.endswith(CACHE_SUFFIX) and old[len(run) + 1:].count(".") == 1:
             try:

@@ -332,9 +332,24 @@ def write_table(table: pa.Table, report_url: str, run: RunInfo, part: int) -> st
     final = f"{directory}/{name}"
     if _is_local(fs):
         os.makedirs(directory, exist_ok=True)
-        scratch = temporary_dir(report_url)
+        put_parquet(fs, table, final, temporary_dir(report_url))
+    else:
+        try:
+            put_parquet(fs, table, final)
+        except Exception as exc:  # a deleted bucket, denied, throttled: typed, transient or not
+            raise storage.remote_error(f"{report_url.rstrip('/')}/{PARTITION}={run.run_date}/{name}", exc,
+                                       doing="write the report part") from None
+    return final
+
+
+def put_parquet(fs: Any, table: pa.Table, final: str, scratch: str | None = None) -> None:
+    """``table`` as the Parquet file ``final``, whole or not at all: on a local filesystem written
+    under a temporary name in ``scratch`` (a folder on the same filesystem, default ``final``'s)
+    and renamed into place; on object storage one PUT of the finished bytes. Errors propagate."""
+    if _is_local(fs):
+        scratch = scratch or os.path.dirname(final)
         os.makedirs(scratch, exist_ok=True)
-        tmp = os.path.join(scratch, f"{name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp = os.path.join(scratch, f"{os.path.basename(final)}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, final)
@@ -344,12 +359,7 @@ def write_table(table: pa.Table, report_url: str, run: RunInfo, part: int) -> st
     else:  # object storage: one PUT of the finished bytes is atomic
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        try:
-            fs.pipe_file(final, sink.getvalue().to_pybytes())
-        except Exception as exc:  # a deleted bucket, denied, throttled: typed, transient or not
-            raise storage.remote_error(f"{report_url.rstrip('/')}/{PARTITION}={run.run_date}/{name}", exc,
-                                       doing="write the report part") from None
-    return final
+        fs.pipe_file(final, sink.getvalue().to_pybytes())
 
 
 def part_name(run_id: str, part: int) -> str:
