@@ -492,6 +492,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     startup = Startup.begin(args.source, args.report, workers=args.workers, dask_address=args.dask,
                             include=args.include, exclude=args.exclude, run_id=args.run_id, reuse=args.reuse,
+                            policy=args.policy, batch_size=args.batch_size,
                             auto_start=not args.temporary_server and servers.auto_start())
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn

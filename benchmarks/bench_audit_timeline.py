@@ -20,8 +20,10 @@ Phases (seconds from the command's launch; the first worker's for worker phases)
   ``flows.server.TemporaryServer`` after);
 * ``flow body``: the ``audit`` flow function's begin and end (the flow run exists before it and is
   finished after it);
-* ``workers``: the first worker ready (its initializer done), the first batch begun, the last
-  batch done;
+* ``workers``: the first worker ready (its initializer done); the first ``diagnose batch`` task
+  begun and the last done (in a worker before the compute pool, in the flow's threads since); the
+  first batch's work begun in a worker and the last done (the compute pool's workers; before it,
+  the same as the tasks);
 * ``run_audit returned``; ``exit``: the process is gone (the launcher's clock).
 
 Modes: ``temporary`` (no server up) and ``server`` (``audioqc server start`` up; the baseline
@@ -160,13 +162,35 @@ def p_analyze(m):
     around_task(m, "analyze_batch", "batch of %d begins", "batch ends")
 
 
+def p_compute(m):
+    around(m, "_worker_init", end="worker ready")
+    around(m, "start", end="pool opened", once=True)
+    around(m, "shutdown", begin="pool closing", end="pool closed")
+
+
+def p_work(m):
+    fn = getattr(m, "analyze_rows", None)
+    if fn is None:
+        return
+
+    @functools.wraps(fn)
+    def wrapper(batch, *a, **k):
+        mark("work on %d begins" % len(batch))
+        try:
+            return fn(batch, *a, **k)
+        finally:
+            mark("work ends")
+
+    m.analyze_rows = wrapper
+
+
 def nothing(m):
     pass
 
 
 WATCH = {"audioqc.cli": nothing, "flows.checks": p_checks, "flows.startup": p_startup, "flows.server": p_server,
          "prefect.server.api.server": p_prefect_server, "flows.audit": p_audit, "flows.runner": p_runner,
-         "flows._preload": nothing, "tasks.analyze": p_analyze}
+         "flows._preload": nothing, "tasks.analyze": p_analyze, "tasks.compute": p_compute, "tasks.work": p_work}
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -211,8 +235,10 @@ PHASES = [
     ("flow body begins", ("flow body begins", "first")),
     ("pool opened", ("pool opened", "first")),
     ("first worker ready", ("worker ready", "first")),
-    ("first batch begins", (re.compile(r"batch of \d+ begins"), "first")),
-    ("last batch ends", ("batch ends", "last")),
+    ("first batch task begins", (re.compile(r"batch of \d+ begins"), "first")),
+    ("first batch's work begins (worker)", (re.compile(r"work on \d+ begins"), "first")),
+    ("last batch's work ends (worker)", ("work ends", "last")),
+    ("last batch task ends", ("batch ends", "last")),
     ("flow body ends", ("flow body ends", "first")),
     ("pool closed", ("pool closed", "last")),
     ("temporary server stopped", ("temporary server stopped", "last")),

@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-"""Prefect's cost per task in the audit's process pool, against Prefect's own process pool.
+"""Prefect's cost per task in the audit's setup, against Prefect's own process pool.
 
-A flow submits no-op tasks (they return their argument) to one worker process, so the time per
-task is the task runner's and task engine's own cost: pickling the call and its context,
-the worker rebuilding that context, the task run's state changes over HTTP to the API, the
-result's way back.  Cases, each run in turn per round (``--rounds``), against one temporary
-Prefect API server started here:
+A flow submits no-op tasks (their work returns their argument) with one worker process, so the
+time per task is the task runner's and task engine's own cost: the task run's state changes over
+HTTP to the API, the call's way to a worker process and the result's way back.  Cases, each run in
+turn per round (``--rounds``), against one temporary Prefect API server started here:
 
-* ``prefect``: Prefect's ``ProcessPoolTaskRunner`` as shipped (spawned worker, certifi's CA bundle);
-* ``warm``: :class:`flows.runner.WarmProcessPoolTaskRunner` (forked from the preloaded fork server;
-  the flow's settings entered once per worker rather than rebuilt for every task), CA bundle as
-  shipped;
-* ``warm+ca``: the same with the one-certificate CA file that ``flows.audit.run_audit`` gives the
-  clients of its temporary server (:func:`flows.workarounds.one_certificate_file`): the audit's setup.
+* ``prefect``: Prefect's ``ProcessPoolTaskRunner`` as shipped (a spawned worker runs each task:
+  the task engine there, with the flow's context rebuilt for every task; certifi's CA bundle);
+* ``threads+pool``: the audit's setup (:func:`flows.audit.task_runner`, :mod:`tasks.compute`):
+  tasks in Prefect's ``ThreadPoolTaskRunner`` in the flow's process, each sending its work to a
+  one-worker compute pool forked from the preloaded fork server, with the one-certificate CA file
+  that ``flows.audit.run_audit`` gives the clients of a server it chose
+  (:func:`flows.workarounds.one_certificate_file`).
 
 Every flow run starts its own pool, so each case times a flow of 2 tasks and one of ``--tasks`` + 2
 and divides the difference by ``--tasks``: worker start-up is not a per-task cost.  Prints the median
@@ -26,6 +26,7 @@ asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -62,29 +63,32 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
     from prefect.task_runners import ProcessPoolTaskRunner
 
-    from flows.runner import WarmProcessPoolTaskRunner, prewarm
+    from flows.audit import task_runner
     from flows.workarounds import one_certificate_file as _one_certificate_file
+    from tasks import compute
 
     @task(cache_policy=NO_CACHE, persist_result=False)
     def noop(i: int) -> int:
         return i
 
-    def make_flow(runner):
+    @task(cache_policy=NO_CACHE, persist_result=False)
+    def noop_on_pool(i: int) -> int:
+        return compute.run(int, i)
+
+    def make_flow(runner, the_task):
         @flow(task_runner=runner)
         def many(n: int) -> int:
-            return sum(f.result() for f in [noop.submit(i) for i in range(n)])
+            return sum(f.result() for f in [the_task.submit(i) for i in range(n)])
         return many
 
-    prewarm()
+    compute.prewarm()
     server = SubprocessASGIServer()
     server.start(timeout=90)
     os.environ["PREFECT_API_URL"] = server.api_url
     ca_file = _one_certificate_file(home.name)
     cases = {
-        "prefect": (lambda: ProcessPoolTaskRunner(max_workers=1), {}),
-        "warm": (lambda: WarmProcessPoolTaskRunner(max_workers=1), {}),
-        "warm+ca": (lambda: WarmProcessPoolTaskRunner(max_workers=1),
-                    {PREFECT_API_SSL_CERT_FILE: ca_file} if ca_file else {}),
+        "prefect": (lambda: ProcessPoolTaskRunner(max_workers=1), {}, noop),
+        "threads+pool": (task_runner, {PREFECT_API_SSL_CERT_FILE: ca_file} if ca_file else {}, noop_on_pool),
     }
     per_task_ms: dict[str, list[float]] = {name: [] for name in cases}
     server_ms: dict[str, list[float]] = {name: [] for name in cases}
@@ -104,15 +108,16 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     try:
         for r in range(args.rounds):
-            for name, (runner, updates) in cases.items():
-                with temporary_settings(updates={PREFECT_API_URL: server.api_url, **updates}):
-                    many = make_flow(runner())
+            for name, (runner, updates, the_task) in cases.items():
+                with temporary_settings(updates={PREFECT_API_URL: server.api_url, **updates}), \
+                        compute.session(1) if the_task is noop_on_pool else contextlib.nullcontext():
+                    many = make_flow(runner(), the_task)
                     c0, t0 = server_cpu_s(), time.perf_counter()
                     assert many(2) == 1
                     c1, t1 = server_cpu_s(), time.perf_counter()
                     assert many(args.tasks + 2) == (args.tasks + 2) * (args.tasks + 1) // 2
                     c2, t2 = server_cpu_s(), time.perf_counter()
-                    # every flow starts its own pool: the difference leaves the start-up out
+                    # every flow starts its own pool (or thread pool): the difference leaves the start-up out
                     per_task_ms[name].append(1000 * ((t2 - t1) - (t1 - t0)) / args.tasks)
                     server_ms[name].append(1000 * ((c2 - c1) - (c1 - c0)) / args.tasks)
                 print(f"  round {r + 1} {name:8} {per_task_ms[name][-1]:7.1f} ms per task, API server "
@@ -122,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
     base = statistics.median(per_task_ms["prefect"])
-    print("\ncase      median ms/task  vs prefect  server CPU ms/task")
+    print("\ncase          median ms/task  vs prefect  server CPU ms/task")
     out = {}
     for name, values in per_task_ms.items():
         m = statistics.median(values)
         cpu = statistics.median(server_ms[name])
         out[name] = {"median_ms_per_task": m, "runs_ms_per_task": values, "ratio_to_prefect": m / base,
                      "server_cpu_ms_per_task": cpu}
-        print(f"{name:8}  {m:14.1f}  {m / base:9.2f}x  {cpu:18.1f}")
+        print(f"{name:12}  {m:14.1f}  {m / base:9.2f}x  {cpu:18.1f}")
     if args.json:
         args.json.write_text(json.dumps({"tasks": args.tasks, "rounds": args.rounds, "cases": out}, indent=2))
     home.cleanup()

@@ -22,6 +22,7 @@ audioqc.report; the Prefect server and the workarounds of Prefect's costs live i
 from __future__ import annotations
 
 import gc
+import sys
 from collections import deque
 from typing import Any
 from uuid import UUID
@@ -34,25 +35,35 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from audiolib.errors import InvalidParameter
 from audioqc import progress, report
-from flows.batching import chunks, guided_batches, pool_workers
+from flows.batching import chunks, flow_pool, guided_batches, pool_workers
 from flows.checks import check_audit
 from flows.remedy_branch import RemedyBranch
-from flows.runner import WarmProcessPoolTaskRunner
 from flows.startup import Startup
 from flows.workarounds import frozen_gc, heartbeat_thread_not_joined, one_certificate_file
 from flows.writer import PartWriter
+from tasks import compute
 from tasks.analyze import analyze_batch
 from tasks.storage import list_media, read_report_state, reuse_rows
 from tasks.trends import audit_trends
 from tasks.trends import check_options as check_trends_options
 
 
+def task_runner() -> ThreadPoolTaskRunner:
+    """The audit's task runner: Prefect's thread pool, in the flow's process. The tasks only wait:
+    their work runs on the compute pool (:mod:`tasks.compute`). Unbounded (threads start as tasks
+    are submitted; the submit loop keeps at most ``max_in_flight`` batches and their remedies in
+    flight): a bounded pool could deadlock, a ``rediagnose`` waiting in a thread for a ``remedy``
+    queued behind it."""
+    return ThreadPoolTaskRunner(max_workers=sys.maxsize)
+
+
 # (Prefect types a flow's runner as TaskRunner[PrefectFuture], invariant in the future: its own
-# ProcessPoolTaskRunner, whose futures are PrefectConcurrentFuture, fails the same check)
-@flow(name="audit", task_runner=WarmProcessPoolTaskRunner())  # type: ignore[arg-type]
+# ThreadPoolTaskRunner, whose futures are PrefectConcurrentFuture, fails the same check)
+@flow(name="audit", task_runner=task_runner())  # type: ignore[arg-type]
 def audit(source: str, report_url: str, policy: str | None = None, include: list[str] | None = None,
           exclude: list[str] | None = None, batch_size: int = 32, part_rows: int = 256,
           run_id: str | None = None, reuse: bool = True, max_in_flight: int = 8,
@@ -127,7 +138,7 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
         advance(sum(1 for r in rows if r.get("stage") != "remedied"))
         gc.collect()  # the batch's table is in a reference cycle of Prefect's futures (flows.workarounds)
 
-    with frozen_gc():
+    with frozen_gc(), flow_pool():
         if branch is not None:  # a resumed run: its originals that were not remedied yet
             pending.extend(branch.resume())
         for chunk in chunks(cached, 512):
@@ -221,6 +232,7 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
     """
     import os
     import time
+    from contextlib import nullcontext
 
     # refused before the flow, and its server, start: one clear error in well under a second
     check_audit(source, report_url, workers=workers,
@@ -228,7 +240,8 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
                                           "create_report_bucket") if k in params})
     if startup is None:
         startup = Startup.begin(source, report_url, workers=workers, dask_address=dask_address,
-                                **{k: params[k] for k in ("include", "exclude", "run_id", "reuse") if k in params})
+                                **{k: params[k] for k in ("include", "exclude", "run_id", "reuse", "policy",
+                                                          "batch_size") if k in params})
     params["run_id"] = startup.run_id
     timings: dict[str, float] = {}
     try:
@@ -237,9 +250,7 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
 
             runner: Any = DaskTaskRunner(address=dask_address)
         else:
-            # workers start with the pool when the start-up saw files to analyse, else on the first
-            # task (a remedy the branch cannot reuse) or never
-            runner = WarmProcessPoolTaskRunner(max_workers=workers, start_workers=startup.fresh is not False)
+            runner = task_runner()
         flow_ = audit.with_options(task_runner=runner)
         from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_URL, temporary_settings
 
@@ -248,7 +259,12 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
 
         def run_flow() -> dict[str, Any]:
             t0 = time.perf_counter()
-            with heartbeat_thread_not_joined():
+            # the compute pool: started by the start-up when it saw files to analyse, else by the
+            # first task that needs it (a remedy the branch cannot reuse), or never
+            pool: Any = compute.session(workers, start_now=startup.fresh is not False) \
+                if dask_address is None else nullcontext()
+            with heartbeat_thread_not_joined(), pool:
+                startup.prefetch_sent()
                 summary = flow_(source, report_url, **params)
             timings["flow"] = time.perf_counter() - t0
             return {**summary, "timings_s": timings, "prefect_api": {"kind": kind, "url": api_url}}
@@ -287,4 +303,5 @@ def run_audit(source: str, report_url: str, *, workers: int = 2, dask_address: s
             scratch.cleanup()
     finally:
         startup.close()
+        compute.shutdown(kill=True)  # the start-up's pool, if the flow never ran (its own session stops it)
         timings.update({k: v for k, v in startup.timings.items() if k not in timings})

@@ -3,7 +3,9 @@ end of the run (guided self-scheduling), so that the workers finish together."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tasks.listing import MediaObject
@@ -63,8 +65,26 @@ def guided_batches(items: list[MediaObject], batch_size: int, workers: int | Non
 
 
 def pool_workers() -> int | None:
-    """Worker processes of the running flow's task runner, if it says."""
+    """Worker processes of this process's compute pool (:mod:`tasks.compute`; None: none, e.g. on
+    a Dask cluster)."""
+    from tasks import compute
+
+    return compute.configured()
+
+
+@contextmanager
+def flow_pool() -> Iterator[None]:
+    """The compute pool of a flow run that no ``run_audit`` set up (a deployment's run, the flow
+    called directly): one worker per CPU for the run, if its task runner is Prefect's thread pool
+    (on Dask the tasks run the work where they run)."""
     from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from tasks import compute
 
     ctx = FlowRunContext.get()
-    return getattr(ctx.task_runner, "_max_workers", None) if ctx else None
+    if compute.configured() is not None or ctx is None or not isinstance(ctx.task_runner, ThreadPoolTaskRunner):
+        yield
+        return
+    with compute.session(os.cpu_count() or 1, start_now=False):
+        yield

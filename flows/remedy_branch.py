@@ -46,7 +46,7 @@ class RemedyBranch:
 
     def _start(self, jobs: list[RemedyJob]) -> list[Any]:
         # Prefect passes the remedy's result to rediagnose when the upstream future resolves
-        return [rediagnose.submit(remedy.submit(job), self.run, self.policy)  # type: ignore[call-overload]
+        return [rediagnose.submit(remedy.submit(job), self.run, self.policy, job)  # type: ignore[call-overload]
                 for job in jobs]
 
     def submit(self, rows: list[dict[str, Any]], cached_runs: dict[str, str] | None = None) -> list[Any]:

@@ -12,8 +12,9 @@ imported:
    else, with ``auto_start`` (the CLI's default), the background server started now, or else a
    temporary server; a server started now starts while everything below runs;
 2. the listing and the report's state (the reuse check): whether any file needs analysis;
-3. only if one does, the worker fork server (:func:`flows.prewarm.prewarm`), whose imports then
-   overlap with this process's own.
+3. only if one does, the compute pool (:mod:`tasks.compute`: its fork server's imports then
+   overlap with this process's own), and the run's first batches are sent to it at once
+   (:func:`tasks.analyze.prefetch`): the flow's tasks for those batches take their rows.
 
 The flow's ``list media`` and ``read report state`` tasks are still run and recorded in Prefect;
 they take what was read here (:mod:`tasks.handoff`) instead of reading it again.  If anything here fails
@@ -24,6 +25,7 @@ do it themselves, with their retries.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -49,7 +51,7 @@ def prewarm_for_new_report(report_url: str, dask_address: str | None = None) -> 
             return False
     except OSError:
         return False
-    from flows.prewarm import prewarm
+    from tasks.compute import prewarm
 
     prewarm()
     return True
@@ -80,28 +82,38 @@ class Startup:
     fresh: bool | None = None
     files: int | None = None
     prewarmed: bool = False
+    #: batches sent to the compute pool before the flow started
+    prefetched: int = 0
+    _prefetching: threading.Thread | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def begin(cls, source: str, report_url: str, *, workers: int | None = 2, dask_address: str | None = None,
               include: list[str] | None = None, exclude: list[str] | None = None, run_id: str | None = None,
-              reuse: bool = True, auto_start: bool = False) -> "Startup":
+              reuse: bool = True, auto_start: bool = False, policy: str | None = None,
+              batch_size: int = 32) -> "Startup":
         """Resolve the API (launching a server if needed: the background one on first use with
-        ``auto_start``, else a temporary one), list, read the report's state, and start the worker
-        fork server if there is work for it. Arguments as ``run_audit``'s."""
+        ``auto_start``, else a temporary one), list, read the report's state, and if there is work
+        start the compute pool and send it the first batches. Arguments as ``run_audit``'s."""
         t0 = time.perf_counter()
         # a new run's id is chosen here: the state read below is for it, and the flow gets it
         self = cls(source, report_url, run_id or uuid.uuid4().hex[:16])
         self._resolve_api(auto_start)
         self.timings["resolve_api"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        self._preflight(include, exclude, reuse)
+        fresh = self._preflight(include, exclude, reuse)
         self.timings["preflight"] = time.perf_counter() - t1
         if dask_address is None and self.fresh is not False:
-            from flows.prewarm import prewarm
+            from tasks import compute
 
-            prewarm()  # a no-op if prewarm_for_new_report started it already
+            compute.prewarm()  # a no-op if prewarm_for_new_report started it already
             self.prewarmed = True
+            if fresh and workers:
+                # in a thread: starting a worker waits for the fork server's imports, which this
+                # process's own imports (Prefect's) must not wait for
+                self._prefetching = threading.Thread(target=self._prefetch, args=(fresh, workers, policy, batch_size),
+                                                     name="audioqc-prefetch", daemon=True)
+                self._prefetching.start()
         self.timings["begin"] = time.perf_counter() - t0
         return self
 
@@ -140,8 +152,34 @@ class Startup:
         env.pop("PREFECT_API_URL", None)
         return env
 
-    def _preflight(self, include: list[str] | None, exclude: list[str] | None, reuse: bool) -> None:
-        """List the collection and read the report's state; hand both to the flow's tasks."""
+    def _prefetch(self, fresh: list, workers: int, policy: str | None, batch_size: int) -> None:
+        """Start the compute pool and send it the run's first batches (2 per worker: work for the
+        ~1.5 s until the flow's first tasks run), cut exactly as the flow will cut them."""
+        from audioqc import report
+        from flows.batching import guided_batches
+        from tasks import compute
+        from tasks.analyze import prefetch
+
+        try:
+            compute.start(workers)
+            run = report.RunInfo.new(self.run_id)
+            for i, batch in enumerate(guided_batches(fresh, batch_size, workers)):
+                if i == 2 * workers:
+                    break
+                prefetch(batch, run, policy)
+                self.prefetched += 1
+        except Exception:  # nothing sent ahead: the flow's tasks send their batches themselves
+            pass
+
+    def prefetch_sent(self) -> None:
+        """Wait until the first batches are sent (the flow's tasks look for them)."""
+        if self._prefetching is not None:
+            self._prefetching.join()
+            self._prefetching = None
+
+    def _preflight(self, include: list[str] | None, exclude: list[str] | None, reuse: bool) -> list | None:
+        """List the collection and read the report's state; hand both to the flow's tasks. The
+        objects to analyse (None: unknown)."""
         from tasks.listing import list_objects
         from tasks.report_state import report_state
 
@@ -149,12 +187,14 @@ class Startup:
             objects = list_objects(self.source, include, exclude)
             state = report_state(self.report_url, self.run_id)
         except Exception:  # the flow's tasks list and read again, with their retries
-            return
+            return None
         offer("listing", (self.source, tuple(include or ()), tuple(exclude or ())), objects)
         offer("state", (self.report_url, self.run_id), state)
         todo = [o for o in objects if o.url not in state.done]
         self.files = len(objects)
-        self.fresh = any(not (reuse and o.identity() in state.cache) for o in todo)
+        fresh = [o for o in todo if not (reuse and o.identity() in state.cache)]
+        self.fresh = bool(fresh)
+        return fresh
 
     def api(self, timeout: float = 90.0) -> tuple[str, str]:
         """The API the flow records on, ready: ``(kind, url)``. Checks what was read from the
@@ -207,4 +247,5 @@ class Startup:
         self._stop_temporary()
         self._release()
         self.timings["server_stop"] = time.perf_counter() - t0
+        self.prefetch_sent()
         clear()

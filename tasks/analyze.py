@@ -1,71 +1,40 @@
-"""The analysis task of the audit: diagnose a batch of files, one report row each."""
+"""The analysis task of the audit: diagnose a batch of files, one report row each.
+
+The task runs in a thread of the flow's process and sends the work (:func:`tasks.work.analyze_rows`)
+to the compute pool (:mod:`tasks.compute`); a batch the audit's start-up sent already is taken
+from there.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from audiolib.diagnose import diagnose
-from audiolib.errors import AudioQCError
 from audioqc import report
 
+from . import compute
 from .listing import MediaObject
 
+# the work itself has no Prefect in it (the compute pool's workers import it); these names are
+# kept here too
+from .work import analyze_one, analyze_rows, error_rows, policy_of, verdict_for, with_run  # noqa: F401
 
-def _policy(spec: str | None) -> Any:
-    """The policy ``spec`` names, loaded once per version of its file (a policy file edited between
-    two audits in one process, a server or a test, is read again)."""
-    if spec is None:
-        return None
-    import os
-
-    try:
-        stamp = os.stat(spec).st_mtime_ns if "://" not in spec and os.path.exists(spec) else None
-    except OSError:
-        stamp = None
-    return _load_policy(spec, stamp)
+#: The error of a file whose worker died twice while analysing it alone.
+WORKER_DIED = ("its analysis worker died twice (killed by the system: out of memory, or a crash in a "
+               "decoder)")
 
 
-@lru_cache(maxsize=8)
-def _load_policy(spec: str, stamp: int | None) -> Any:
-    from audioqc.policy import load_policy
-
-    return load_policy(spec)
+def batch_key(batch: list[MediaObject], run_id: str, policy_spec: str | None) -> tuple[Any, ...]:
+    """What identifies a batch's analysis sent ahead by the audit's start-up (:func:`prefetch`)."""
+    return ("diagnose", run_id, tuple(o.url for o in batch), policy_spec)
 
 
-def verdict_for(row: dict[str, Any], policy_spec: str | None) -> tuple[str | None, list[dict[str, Any]]]:
-    """The policy verdict of an ``ok`` row (None without a policy)."""
-    policy = _policy(policy_spec)
-    if policy is None or row.get("status") != "ok":
-        return None, []
-    from audioqc.policy import evaluate
-
-    verdict = evaluate(policy, row)
-    return verdict.verdict, report.format_reasons(verdict.reasons)
-
-
-def analyze_one(obj: MediaObject, run: report.RunInfo, policy_spec: str | None) -> dict[str, Any]:
-    """Diagnose one object; any failure becomes an error row naming the problem."""
-    common: dict[str, Any] = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
-    if obj.problem is not None:  # the listing saw it cannot be read: never opened (a FIFO would block)
-        return report.make_row(run, obj.url, error=f"{obj.url}: {obj.problem}", **common)
-    try:
-        result = diagnose(obj.url)
-    except AudioQCError as exc:
-        return report.make_row(run, obj.url, error=str(exc), **common)
-    except MemoryError:
-        return report.make_row(run, obj.url, error=f"{obj.url}: out of memory", **common)
-    except Exception as exc:  # a bug must not kill the audit: record it on the file's row
-        return report.make_row(run, obj.url, error=f"{obj.url}: internal error: {type(exc).__name__}: {exc}", **common)
-    row = report.make_row(run, obj.url, result=result, **common)
-    if result.decode.truncated:
-        row["error"] = result.decode.problem  # measured, but say what was wrong
-    row["verdict"], row["verdict_reasons"] = verdict_for(row, policy_spec)
-    return row
+def prefetch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> None:
+    """Send ``batch``'s analysis to the compute pool now; the flow's task for the same batch takes it."""
+    compute.prefetch(batch_key(batch, run.run_id, policy_spec), analyze_rows, batch, run, policy_spec)
 
 
 def _run_name() -> str:
@@ -76,14 +45,34 @@ def _run_name() -> str:
     return f"diagnose {first}" + (f" +{len(batch) - 1}" if len(batch) > 1 else "")
 
 
+def diagnose_batch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> pa.Table:
+    """The rows of ``batch`` from the compute pool: sent ahead by the start-up, else sent now. If a
+    worker dies on the batch, its files are analysed again one at a time in new workers; a file
+    whose worker dies again gets an error row (the others are measured)."""
+    sent = compute.take(batch_key(batch, run.run_id, policy_spec))
+    try:
+        if sent is not None:
+            return with_run(compute.wait(*sent), run)  # the start-up's RunInfo had another run_time
+        return compute.run(analyze_rows, batch, run, policy_spec)
+    except compute.WorkerDied:
+        pass
+    tables = []
+    for obj in batch:
+        try:
+            tables.append(compute.run(analyze_rows, [obj], run, policy_spec))
+        except compute.WorkerDied:
+            tables.append(error_rows([obj], run, WORKER_DIED))
+    return pa.concat_tables(tables)
+
+
 # No Prefect caching or result persistence: reuse is decided from the report (flows/audit.py), and
 # hashing a batch's inputs for a cache key cost more than the work on short files.
 @task(name="diagnose batch", task_run_name=_run_name, cache_policy=NO_CACHE, persist_result=False)
 def analyze_batch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> pa.Table:
-    """Diagnose each object of ``batch`` (decoded once each); one row per object, never raises.
+    """Diagnose each object of ``batch`` (decoded once each); one row per object, never raises
+    (:func:`diagnose_batch`).
 
     Returns the rows as an Arrow table: Prefect's task runner keeps every task's result until the
-    run ends, and a table of rows is ~100x smaller than the same rows as Python dicts (measured:
-    the audit of 20,000 files peaked at 585 MB with dicts).
+    run ends, and a table of rows is ~100x smaller than the same rows as Python dicts.
     """
-    return report.rows_to_table([analyze_one(obj, run, policy_spec) for obj in batch])
+    return diagnose_batch(batch, run, policy_spec)

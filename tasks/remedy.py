@@ -15,35 +15,23 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from audiolib.errors import AudioQCError
 from audioqc import report
 
-from .analyze import _policy
+from . import compute
 from .storage import STORAGE_TASK
 
-
-@dataclass(frozen=True)
-class RemedyJob:
-    """One file to remedy: the original's row facts the branch needs."""
-
-    original_url: str
-    dest_url: str
-    remedies: tuple[str, ...]  # the policy's remedies, as text (denoise(amount=100), ...)
-    steps: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # name -> parameters
-    measured_lufs: float | None  # the original's loudness as the loudness remedy is gated
-    reasons: tuple[dict[str, Any], ...]  # the original's verdict reasons (report form)
-    format: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.original_url.rstrip("/").rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class RemedyOutcome:
-    job: RemedyJob
-    error: str | None = None
-    result: dict[str, Any] | None = None
+# the work itself has no Prefect in it (the compute pool's workers import it); these names are
+# kept here too
+from .work import (  # noqa: F401
+    KEPT,
+    RemedyJob,
+    RemedyOutcome,
+    policy_of,
+    remedied_row,
+    remedied_table,
+    remedied_verdict,
+    remedy_outcome,
+)
 
 
 def dest_for(original_url: str, source: str, remedy_url: str, format: str | None = None) -> str:
@@ -67,7 +55,7 @@ def job_for(row: dict[str, Any], policy_spec: str, source: str, remedy_url: str)
     rule names a remedy)."""
     if row.get("status") != "ok" or row.get("verdict") in (None, "pass"):
         return None
-    policy = _policy(policy_spec)
+    policy = policy_of(policy_spec)
     named = {r.get("remedy") for r in row.get("verdict_reasons") or [] if r.get("remedy")}
     from audioqc.remedies import REMEDY_ORDER, output_format
 
@@ -96,102 +84,33 @@ def _remedy_name() -> str:
 def _rediagnose_name() -> str:
     from prefect.runtime import task_run
 
-    outcome = task_run.parameters.get("outcome")
-    return f"rediagnose {outcome.job.name}" if outcome else "rediagnose"
-
-
-def _prepare_local(dest_url: str) -> None:
-    """A local destination: its folder made (the remedied files keep the collection's tree), and
-    the temporary files of an earlier attempt at this destination that was killed removed
-    (:func:`audiolib.io.atomic_output` names them ``.<name>.<random>.part`` beside it)."""
-    import glob
-    import os
-
-    if "://" in dest_url and not dest_url.startswith("file://"):
-        return  # object storage: one PUT, or a multipart upload that never completed, leaves no object
-    path = dest_url[len("file://"):] if dest_url.startswith("file://") else dest_url
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name[:120])}.*.part")):
-        try:
-            os.unlink(stale)
-        except OSError:
-            pass
+    # the name is made before Prefect resolves the upstream remedy's future into its outcome
+    job = task_run.parameters.get("job")
+    return f"rediagnose {job.name}" if job else "rediagnose"
 
 
 @task(name="remedy", task_run_name=_remedy_name, cache_policy=NO_CACHE, persist_result=False)
 def remedy(job: RemedyJob) -> RemedyOutcome:
-    """Write the remedied file of ``job`` (atomically: a failed remedy leaves nothing)."""
-    from audiolib.remedy import remedy_file
-
+    """Write the remedied file of ``job`` (atomically: a failed remedy leaves nothing), on the
+    compute pool (:func:`tasks.work.remedy_outcome`); a worker that dies makes it an error."""
     try:
-        _prepare_local(job.dest_url)
-        result = remedy_file(job.original_url, job.dest_url, {n: dict(p) for n, p in job.steps},
-                             measured_lufs=job.measured_lufs, format=job.format)
-    except AudioQCError as exc:
-        return RemedyOutcome(job, error=f"remedy failed: {exc}")
-    except MemoryError:
-        return RemedyOutcome(job, error=f"{job.original_url}: remedy failed: out of memory")
-    except Exception as exc:  # a bug must not kill the audit: it goes on the file's row
-        return RemedyOutcome(job, error=f"{job.original_url}: remedy failed: internal error: "
-                                        f"{type(exc).__name__}: {exc}")
-    return RemedyOutcome(job, result=result.to_dict())
-
-
-KEPT = " (kept from the original: no applied remedy repairs it)"
-
-
-def remedied_verdict(row: dict[str, Any], job: RemedyJob, policy_spec: str) -> tuple[str, list[dict[str, Any]]]:
-    """The remedied file's verdict, without laundering: every failure of the original on a metric
-    no applied remedy repairs is kept (a lower level moves a clipped file's flat tops under full
-    scale, where the clipping detector no longer sees them)."""
-    from audioqc.policy import evaluate
-    from audioqc.remedies import addressed_by
-
-    policy = _policy(policy_spec)
-    applied = tuple(policy.remedy(n) for n, _ in job.steps)
-    verdict = evaluate(policy, row)
-    reasons = list(report.format_reasons(verdict.reasons))
-    seen = {r["metric"] for r in reasons}
-    for r in job.reasons:
-        if r["metric"] not in seen and not addressed_by(r["metric"], applied):
-            reasons.append({**r, "rule": (r.get("rule") or "") + KEPT})
-    severities = {r["severity"] for r in reasons}
-    return ("fail" if "fail" in severities else "warn" if severities else "pass"), reasons
-
-
-def remedied_row(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str) -> dict[str, Any]:
-    """Diagnose the remedied file; its report row (``stage = remedied``), never raises."""
-    from audiolib.diagnose import diagnose
-
-    from .storage import object_of
-
-    job = outcome.job
-    common: dict[str, Any] = dict(stage="remedied", original_url=job.original_url, remedies=list(job.remedies))
-    if outcome.error is not None:
-        return report.make_row(run, job.dest_url, etag=None, mtime=None, size_bytes=None, error=outcome.error,
-                               **common)
-    try:
-        obj = object_of(job.dest_url)
-        identity: dict[str, Any] = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
-    except Exception:  # the row is still worth writing without them
-        identity = dict(etag=None, mtime=None, size_bytes=None)
-    try:
-        result = diagnose(job.dest_url)
-    except AudioQCError as exc:
-        return report.make_row(run, job.dest_url, error=str(exc), **identity, **common)
-    except Exception as exc:
-        return report.make_row(run, job.dest_url, error=f"{job.dest_url}: internal error: {type(exc).__name__}: {exc}",
-                               **identity, **common)
-    row = report.make_row(run, job.dest_url, result=result, **identity, **common)
-    row["verdict"], row["verdict_reasons"] = remedied_verdict(row, job, policy_spec)
-    return row
+        return compute.run(remedy_outcome, job)
+    except compute.WorkerDied:
+        return RemedyOutcome(job, error=f"{job.original_url}: remedy failed: its worker died (killed by the "
+                                        "system: out of memory?)")
 
 
 @task(name="rediagnose", task_run_name=_rediagnose_name, cache_policy=NO_CACHE, persist_result=False)
-def rediagnose(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str) -> pa.Table:
-    """The remedied row of ``outcome`` as a one-row table (see :func:`remedied_row`)."""
-    return report.rows_to_table([remedied_row(outcome, run, policy_spec)])
+def rediagnose(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str, job: RemedyJob | None = None) -> pa.Table:
+    """The remedied row of ``outcome`` as a one-row table (:func:`tasks.work.remedied_row`), on the
+    compute pool. ``job``: the outcome's job, for the task run's name only (the outcome arrives
+    as the upstream ``remedy`` task's future)."""
+    try:
+        return compute.run(remedied_table, outcome, run, policy_spec)
+    except compute.WorkerDied:
+        return report.rows_to_table([remedied_row(RemedyOutcome(outcome.job, error=(
+            f"{outcome.job.dest_url}: rediagnose failed: its worker died (killed by the system: out of memory?)")),
+            run, policy_spec)])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ from prefect.cache_policies import NO_CACHE
 
 from audioqc import report
 
-from .analyze import verdict_for
 from .handoff import take
 
 # the listing itself has no Prefect in it (the audit's start-up lists before Prefect is imported)
 from .listing import MEDIA_EXTENSIONS, MediaObject, list_objects, matches, object_of  # noqa: F401
 from .report_state import ReportState, report_state
+from .work import verdict_for
 
 STORAGE_RETRIES = 3
 STORAGE_RETRY_DELAYS_S = [1, 4, 10]

@@ -141,6 +141,8 @@ def test_s3_source_and_report(prefect_api, s3, tmp_path):
     frame = pd.read_parquet("s3://reports/qc", storage_options={"client_kwargs": {
         "endpoint_url": os.environ["AWS_ENDPOINT_URL_S3"]}})
     assert len(frame) == len(kinds) and frame.source_url.str.startswith("s3://audit-media/show/").all()
+    # the workers read S3 too (the pool's workers get the audit's environment: the endpoint)
+    assert (frame.status == "ok").sum() == sum(1 for v in kinds.values() if v == "ok")
     assert frame[frame.status == "ok"].etag.notna().all()  # identity from S3 ETags
     keys = s3.find("reports/qc")
     assert keys and all(k.endswith(".parquet") and "/run_date=" in k for k in keys)  # nothing temporary
@@ -227,53 +229,79 @@ def test_guided_batches_cover_every_file_once_and_shrink():
     assert [len(b) for b in _guided_batches(short, 32, 1)] == [32] * 6 + [8]
 
 
-def test_warm_runner_forks_workers_from_preloaded_server(prefect_api):
-    """The audit's default task runner: workers come from the fork server, modules already loaded."""
-    from prefect import flow, task
+def test_compute_workers_fork_from_a_preloaded_server_without_prefect():
+    """The audit's compute workers are forks of the fork server, which imported the analysis and
+    never Prefect (the tasks run in the flow's threads; only their work comes here)."""
+    from tasks import compute
 
-    from flows.runner import WarmProcessPoolTaskRunner
-
-    @task
-    def where() -> tuple[int, bool]:
-        import multiprocessing
-        import sys
-
-        return os.getpid(), "tasks.analyze" in sys.modules and multiprocessing.get_start_method() == "forkserver"
-
-    @flow(task_runner=WarmProcessPoolTaskRunner(max_workers=2))
-    def probe() -> list[tuple[int, bool]]:
-        return [f.result() for f in [where.submit() for _ in range(4)]]
-
-    out = probe()
-    assert all(pid != os.getpid() and loaded for pid, loaded in out)
+    probe = ("(__import__('os').getpid(), 'prefect' in __import__('sys').modules, "
+             "'audiolib.diagnose' in __import__('sys').modules, __import__('multiprocessing').get_start_method())")
+    with compute.session(2):
+        out = [compute.run(eval, probe) for _ in range(4)]
+    assert all(pid != os.getpid() and not prefect and analysis and method == "forkserver"
+               for pid, prefect, analysis, method in out), out
+    assert compute.configured() is None  # the session ended: no pool left
+    assert compute.run(eval, "1 + 1") == 2  # without a pool: in this thread
 
 
-def test_warm_runner_workers_run_with_the_flows_settings_entered_once(prefect_api):
-    """Tasks are sent without the settings (rebuilding them cost ~115 ms a task); each worker
-    entered the flow's settings when it started, so tasks still see them."""
-    from prefect import flow, task
-    from prefect.context import FlowRunContext
-    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, get_current_settings, temporary_settings
+def test_compute_pool_starts_every_worker_when_it_opens():
+    """The pool's workers start with it, not one per call."""
+    import time
 
-    from flows.runner import WarmProcessPoolTaskRunner
+    from tasks import compute
 
-    @task
-    def seen() -> tuple[str, int]:
-        settings = get_current_settings()
-        return str(settings.api.url), settings.client.max_retries
+    with compute.session(2):
+        pool = compute.start()
+        deadline = time.monotonic() + 60
+        while len(pool._processes) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pool._processes) == 2
 
-    @flow(task_runner=WarmProcessPoolTaskRunner(max_workers=2))
-    def probe() -> tuple[list[tuple[str, int]], dict | None]:
-        futures = [seen.submit() for _ in range(4)]
-        context = FlowRunContext.get()
-        assert context is not None and isinstance(context.task_runner, WarmProcessPoolTaskRunner)
-        return [f.result() for f in futures], context.task_runner._cached_context
 
-    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 7}):
-        api_url = str(get_current_settings().api.url)
-        out, sent = probe()
-    assert out == [(api_url, 7)] * 4
-    assert "settings_context" not in sent and "flow_run_context" in sent
+def test_a_dead_compute_worker_is_replaced():
+    """A worker that dies (here: it exits in the middle of a call) fails that call with WorkerDied,
+    and the next call runs on a new pool."""
+    from tasks import compute
+
+    with compute.session(1):
+        first = compute.run(os.getpid)
+        with pytest.raises(compute.WorkerDied):
+            compute.run(os._exit, 3)
+        second = compute.run(os.getpid)
+    assert first != second and second != os.getpid()
+
+
+def test_a_batch_whose_worker_dies_is_analysed_again_file_by_file(tmp_path, monkeypatch):
+    """A worker that dies on a batch (killed by the system) costs the batch nothing but time: its
+    files are analysed again one at a time; a file whose worker dies again gets an error row
+    naming the problem; every file has exactly one row."""
+    from tasks import analyze, compute
+
+    media = tmp_path / "m"
+    media.mkdir()
+    for name in ("a", "bad", "c"):
+        io.write(str(media / f"{name}.wav"), np.zeros((1, 4800), np.float32), 48000)
+    from tasks.listing import list_objects
+
+    batch = list_objects(str(media))
+    run = report.RunInfo.new("died")
+    real_run = compute.run
+    calls: list[list[str]] = []
+
+    def dying_run(fn, *args):
+        names = [o.name for o in args[0]]
+        calls.append(names)
+        if len(names) > 1 or names == ["bad.wav"]:
+            raise compute.WorkerDied("a worker process died")
+        return real_run(fn, *args)
+
+    monkeypatch.setattr(compute, "run", dying_run)
+    rows = analyze.diagnose_batch(batch, run, None).to_pylist()
+    assert calls == [["a.wav", "bad.wav", "c.wav"], ["a.wav"], ["bad.wav"], ["c.wav"]]
+    by_name = {r["source_url"].rsplit("/", 1)[-1]: r for r in rows}
+    assert [by_name[n]["status"] for n in ("a.wav", "bad.wav", "c.wav")] == ["ok", "error", "ok"]
+    assert by_name["bad.wav"]["error"] == f"{media / 'bad.wav'}: {analyze.WORKER_DIED}"
+    assert {r["run_id"] for r in rows} == {"died"}
 
 
 def test_one_certificate_file_loads_as_a_ca_file(tmp_path):
@@ -330,14 +358,3 @@ def test_finished_batches_are_freed_during_the_run(prefect_api, tmp_path, monkey
     assert gc.isenabled() and not gc.get_freeze_count()  # the process's collector is handed back
 
 
-def test_warm_runner_starts_every_worker_when_it_opens():
-    """The pool's workers start when the runner opens, not one per task submitted."""
-    import time
-
-    from flows.runner import WarmProcessPoolTaskRunner
-
-    with WarmProcessPoolTaskRunner(max_workers=2) as runner:
-        deadline = time.monotonic() + 60
-        while len(runner._executor._processes) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(runner._executor._processes) == 2

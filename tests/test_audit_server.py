@@ -246,12 +246,12 @@ def test_temporary_server_ends_with_the_audit(tmp_path):
 # worker fork server was started
 PROBE = textwrap.dedent("""
     import json, sys
-    from flows import prewarm
+    from tasks import compute
     from flows.audit import run_audit
     s = run_audit(sys.argv[1], sys.argv[2], workers=2, batch_size=1)
     print(json.dumps({"kind": s["prefect_api"]["kind"], "analysed": s["analysed"], "reused": s["reused"],
                       "server_module": "prefect.server.api.server" in sys.modules,
-                      "fork_server": prewarm.running()}))
+                      "fork_server": compute.running()}))
 """)
 
 

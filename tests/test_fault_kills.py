@@ -114,3 +114,32 @@ def test_helpers_die_with_a_killed_audit(tmp_path):
     while time.monotonic() < deadline and processes_with(marker):
         time.sleep(0.2)
     assert processes_with(marker) == []
+
+
+def test_a_killed_worker_costs_no_row(tmp_path):
+    """The system kills a compute worker in the middle of a file (as the OOM killer does): the audit
+    goes on, the files it held are analysed again in a new worker, and every file has exactly one
+    row, measured."""
+    n = 6
+    media(tmp_path / "m", n, seconds=30.0)
+    dest = tmp_path / "report"
+    marker = uuid.uuid4().hex
+    proc = subprocess.Popen(audit_cmd(tmp_path / "m", dest, "k3"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env_with(marker), text=True)
+    wait_for_parts(dest, 1, proc)
+    assert proc.poll() is None, "the run finished before a worker could be killed"
+
+    def parent(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as s:
+            return int(s.read().split(") ", 1)[1].split()[1])
+
+    # the workers are the children of the fork server, itself a child of the CLI
+    helpers = [p for p in processes_with(marker) if p != proc.pid]
+    workers = [p for p in helpers if parent(p) in helpers and parent(parent(p)) == proc.pid]
+    assert workers, helpers
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "analysed 6" in out, (out[-1000:], err[-2000:])
+    rows = report.read_report(str(dest), run_id="k3").to_pandas()
+    assert len(rows) == n and rows.source_url.is_unique
+    assert (rows.status == "ok").all(), rows[["source_url", "status", "error"]]
