@@ -13,8 +13,9 @@ imported:
    temporary server; a server started now starts while everything below runs;
 2. the listing and the report's state (the reuse check): whether any file needs analysis;
 3. only if one does, the compute pool (:mod:`tasks.compute`: its fork server's imports then
-   overlap with this process's own), and the run's first batches are sent to it at once
-   (:func:`tasks.analyze.prefetch`): the flow's tasks for those batches take their rows.
+   overlap with this process's own), and the run's batches are sent to it, a worker's worth
+   at a time, until the flow begins (:func:`tasks.work.prefetch`): the flow's tasks for those
+   batches take their rows.
 
 The flow's ``list media`` and ``read report state`` tasks are still run and recorded in Prefect;
 they take what was read here (:mod:`tasks.handoff`) instead of reading it again.  If anything here fails
@@ -85,6 +86,7 @@ class Startup:
     #: batches sent to the compute pool before the flow started
     prefetched: int = 0
     _prefetching: threading.Thread | None = None
+    _stop_prefetch: threading.Event = field(default_factory=threading.Event)
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -94,7 +96,7 @@ class Startup:
               batch_size: int = 32) -> "Startup":
         """Resolve the API (launching a server if needed: the background one on first use with
         ``auto_start``, else a temporary one), list, read the report's state, and if there is work
-        start the compute pool and send it the first batches. Arguments as ``run_audit``'s."""
+        start the compute pool and send it batches until the flow begins. Arguments as ``run_audit``'s."""
         t0 = time.perf_counter()
         # a new run's id is chosen here: the state read below is for it, and the flow gets it
         self = cls(source, report_url, run_id or uuid.uuid4().hex[:16])
@@ -152,27 +154,40 @@ class Startup:
         env.pop("PREFECT_API_URL", None)
         return env
 
+    #: batches the start-up sends ahead at most (their rows wait in memory for the flow's tasks)
+    PREFETCH_BATCHES_PER_WORKER = 16
+
     def _prefetch(self, fresh: list, workers: int, policy: str | None, batch_size: int) -> None:
-        """Start the compute pool and send it the run's first batches (2 per worker: work for the
-        ~1.5 s until the flow's first tasks run), cut exactly as the flow will cut them."""
+        """Start the compute pool and keep it busy with the run's batches, cut exactly as the flow
+        will cut them, one more than there are workers at a time, until the flow begins
+        (:meth:`prefetch_sent`): the workers analyse while Prefect is imported and its server
+        starts, instead of waiting for the flow's first tasks."""
         from audioqc import report
         from flows.batching import guided_batches
         from tasks import compute
-        from tasks.analyze import prefetch
+        from tasks.work import prefetch
 
         try:
             compute.start(workers)
             run = report.RunInfo.new(self.run_id)
+            slots = threading.Semaphore(workers + 1)
             for i, batch in enumerate(guided_batches(fresh, batch_size, workers)):
-                if i == 2 * workers:
-                    break
-                prefetch(batch, run, policy)
+                while not slots.acquire(timeout=0.05):
+                    if self._stop_prefetch.is_set():
+                        return
+                if self._stop_prefetch.is_set() or i == self.PREFETCH_BATCHES_PER_WORKER * workers:
+                    return
+                future = prefetch(batch, run, policy)
+                if future is None:
+                    return
                 self.prefetched += 1
-        except Exception:  # nothing sent ahead: the flow's tasks send their batches themselves
+                future.add_done_callback(lambda _: slots.release())
+        except Exception:  # nothing more sent ahead: the flow's tasks send their batches themselves
             pass
 
     def prefetch_sent(self) -> None:
-        """Wait until the first batches are sent (the flow's tasks look for them)."""
+        """Stop sending batches ahead (the flow begins: its tasks take those sent, and send the rest)."""
+        self._stop_prefetch.set()
         if self._prefetching is not None:
             self._prefetching.join()
             self._prefetching = None

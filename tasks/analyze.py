@@ -7,8 +7,6 @@ from there.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -20,21 +18,11 @@ from .listing import MediaObject
 
 # the work itself has no Prefect in it (the compute pool's workers import it); these names are
 # kept here too
-from .work import analyze_one, analyze_rows, error_rows, policy_of, verdict_for, with_run  # noqa: F401
+from .work import analyze_one, analyze_rows, batch_key, error_rows, policy_of, prefetch, verdict_for, with_run  # noqa: F401
 
 #: The error of a file whose worker died twice while analysing it alone.
 WORKER_DIED = ("its analysis worker died twice (killed by the system: out of memory, or a crash in a "
                "decoder)")
-
-
-def batch_key(batch: list[MediaObject], run_id: str, policy_spec: str | None) -> tuple[Any, ...]:
-    """What identifies a batch's analysis sent ahead by the audit's start-up (:func:`prefetch`)."""
-    return ("diagnose", run_id, tuple(o.url for o in batch), policy_spec)
-
-
-def prefetch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> None:
-    """Send ``batch``'s analysis to the compute pool now; the flow's task for the same batch takes it."""
-    compute.prefetch(batch_key(batch, run.run_id, policy_spec), analyze_rows, batch, run, policy_spec)
 
 
 def _run_name() -> str:

@@ -13,9 +13,9 @@ threads. These workers import :data:`PRELOAD` (audiolib, the report schema: ~0.7
 fork server) and are ``fork``\\ s of it.
 
 - Started early: the audit's start-up (:mod:`flows.startup`) knows which files need analysis
-  before Prefect is imported, starts the pool then and sends it the run's first batches
-  (:func:`prefetch`); the flow's tasks for those batches take their results (:func:`take`)
-  instead of sending them again, and are recorded as before.
+  before Prefect is imported, starts the pool then and keeps it busy with the run's batches
+  until the flow begins (:func:`prefetch`); the flow's tasks for those batches take their
+  results (:func:`take`) instead of sending them again, and are recorded as before.
 - A worker that dies (killed by the system, out of memory) breaks a ``ProcessPoolExecutor``:
   every unfinished call fails with ``BrokenProcessPool``. :func:`run` then replaces the pool once
   per breakage and raises :class:`WorkerDied`, and the caller decides (the analysis task analyses
@@ -186,11 +186,13 @@ def run(fn: Callable[..., T], *args: Any) -> T:
     return wait(future, generation)
 
 
-def prefetch(key: Any, fn: Callable[..., Any], *args: Any) -> None:
-    """Send ``fn(*args)`` now; the task that needs it later takes it with :func:`take` ``(key)``."""
+def prefetch(key: Any, fn: Callable[..., Any], *args: Any) -> Future[Any] | None:
+    """Send ``fn(*args)`` now; the task that needs it later takes it with :func:`take` ``(key)``.
+    Its future (None: no pool, nothing sent)."""
     future, generation = submit(fn, *args)
     if future is not None:
         offer("compute", key, (future, generation))
+    return future
 
 
 def take(key: Any) -> tuple[Future[Any], int] | None:

@@ -90,6 +90,20 @@ def analyze_rows(batch: list[MediaObject], run: report.RunInfo, policy_spec: str
     return report.rows_to_table([analyze_one(obj, run, policy_spec) for obj in batch])
 
 
+def batch_key(batch: list[MediaObject], run_id: str, policy_spec: str | None) -> tuple[Any, ...]:
+    """What identifies a batch's analysis sent ahead by the audit's start-up (:func:`prefetch`)."""
+    return ("diagnose", run_id, tuple(o.url for o in batch), policy_spec)
+
+
+def prefetch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> Any:
+    """Send ``batch``'s analysis to the compute pool now; the flow's task for the same batch takes
+    it (:func:`tasks.analyze.diagnose_batch`). No Prefect here: the start-up calls it while
+    Prefect is being imported. The call's future (None: no compute pool)."""
+    from . import compute
+
+    return compute.prefetch(batch_key(batch, run.run_id, policy_spec), analyze_rows, batch, run, policy_spec)
+
+
 def error_rows(batch: list[MediaObject], run: report.RunInfo, problem: str) -> pa.Table:
     """An error row for each object of ``batch``: ``<url>: <problem>``."""
     return report.rows_to_table([report.make_row(run, o.url, error=f"{o.url}: {problem}", etag=o.etag,

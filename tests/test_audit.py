@@ -229,6 +229,37 @@ def test_guided_batches_cover_every_file_once_and_shrink():
     assert [len(b) for b in _guided_batches(short, 32, 1)] == [32] * 6 + [8]
 
 
+def test_batches_sent_ahead_by_the_start_up_are_the_flows_rows(prefect_api, tmp_path):
+    """The start-up analyses batches before the flow begins; the flow's tasks take those rows:
+    each file analysed once, its row the run's (the flow's run time), the same numbers as an
+    audit that sent nothing ahead."""
+    import flows.startup as startup_module
+    from flows.audit import run_audit
+    from flows.startup import Startup
+    from tasks import work
+
+    kinds = make_collection(tmp_path / "media", n_good=4)
+    startup = Startup.begin(str(tmp_path / "media"), str(tmp_path / "ahead"), workers=2, run_id="ahead",
+                            policy="ebu-r128", batch_size=2)
+    startup._prefetching.join(timeout=120)  # every batch sent (a small collection: all of them)
+    assert startup.prefetched == -(-len(kinds) // 2) and startup_module.Startup.PREFETCH_BATCHES_PER_WORKER >= 1
+    summary = run_audit(str(tmp_path / "media"), str(tmp_path / "ahead"), workers=2, policy="ebu-r128", batch_size=2,
+                        run_id="ahead", startup=startup)
+    assert summary["analysed"] == len(kinds) and summary["written"] == len(kinds)
+    ahead = rows_of(str(tmp_path / "ahead"), "ahead")
+    assert ahead.run_time.nunique() == 1 and ahead.source_url.is_unique
+    # the same files analysed here, nothing sent ahead (no compute pool: in this thread)
+    from tasks import compute
+    from tasks.listing import list_objects
+
+    assert compute.configured() is None
+    table = work.analyze_rows(list_objects(str(tmp_path / "media")), report.RunInfo.new("direct"), "ebu-r128")
+    direct = table.to_pandas().set_index("source_url").sort_index()
+    ahead = ahead.set_index("source_url").sort_index()
+    for col in ("status", "verdict", "loudness_integrated_lufs", "loudness_true_peak_dbtp", "silence_percentage"):
+        pd.testing.assert_series_equal(ahead[col], direct[col], check_names=False)
+
+
 def test_compute_workers_fork_from_a_preloaded_server_without_prefect():
     """The audit's compute workers are forks of the fork server, which imported the analysis and
     never Prefect (the tasks run in the flow's threads; only their work comes here)."""
