@@ -260,6 +260,20 @@ def test_batches_sent_ahead_by_the_start_up_are_the_flows_rows(prefect_api, tmp_
         pd.testing.assert_series_equal(ahead[col], direct[col], check_names=False)
 
 
+def test_the_flow_called_as_a_deployment_runs_it_makes_its_own_compute_pool(prefect_api, tmp_path):
+    """A deployment's run calls the flow itself (no run_audit, no start-up): the flow makes a compute
+    pool for the run (one worker per CPU), and none is left after it."""
+    from flows.audit import audit
+    from tasks import compute
+
+    kinds = make_collection(tmp_path / "media", n_good=2)
+    summary = audit(str(tmp_path / "media"), str(tmp_path / "report"), run_id="deployed", batch_size=1)
+    assert summary["analysed"] == len(kinds) == summary["written"]
+    frame = rows_of(str(tmp_path / "report"), "deployed")
+    assert (frame.status == "ok").sum() == sum(1 for v in kinds.values() if v == "ok")
+    assert compute.configured() is None
+
+
 def test_compute_workers_fork_from_a_preloaded_server_without_prefect():
     """The audit's compute workers are forks of the fork server, which imported the analysis and
     never Prefect (the tasks run in the flow's threads; only their work comes here)."""
