@@ -161,9 +161,12 @@ def submit(fn: Callable[..., T], *args: Any) -> tuple[Future[T] | None, int]:
         return None, generation
     try:
         return pool.submit(fn, *args), generation
-    except BrokenProcessPool:
+    except BrokenProcessPool:  # a worker died since the last call: a new pool, once
         _replace(generation)
-        return _current()[0].submit(fn, *args), generation + 1  # type: ignore[union-attr]
+        pool, generation = _current()
+        if pool is None:
+            return None, generation
+        return pool.submit(fn, *args), generation
 
 
 def wait(future: Future[T], generation: int) -> T:

@@ -74,6 +74,21 @@ def test_s3_error_codes_are_in_the_message(served):
         assert run.returncode == 1 and "NoSuchBucket" in run.lines[0]
 
 
+def grandchildren(pid: int) -> list[int]:
+    """Live processes whose parent's parent is ``pid`` (from /proc)."""
+    import os
+
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return [p for p, parent in parents.items() if parents.get(parent) == pid]
+
+
 def test_audit_against_a_frozen_s3_endpoint_finishes_with_error_rows(served, tmp_path):
     """moto frozen with SIGSTOP after the listing: each file fails in about the timeouts (2 s
     here, and botocore's one retry), the run ends, one row per file."""
@@ -93,12 +108,14 @@ def test_audit_against_a_frozen_s3_endpoint_finishes_with_error_rows(served, tmp
                                  str(tmp_path / "r"), "--batch-size", "1", "--part-rows", "1", "--workers", "1"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **env})
-        # freeze after the first file's row is written (the listing and the first file succeed)
+        # freeze once the compute pool's worker exists (a child of the fork server, itself a child of
+        # the CLI): the listing is done by then, and the worker starts reading the files (the
+        # start-up feeds it before the flow even begins)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list(tmp_path.glob("r/run_date=*/part-*.parquet")):
+        while time.monotonic() < deadline and not grandchildren(proc.pid):
             if proc.poll() is not None:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
         moto.freeze()
         out, err = proc.communicate(timeout=300)
         elapsed = time.monotonic() - t0
