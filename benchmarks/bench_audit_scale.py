@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_loudness import _default_audioqc, print_table, run_measured  # noqa: E402
+
+# the audit records on a temporary Prefect server that stops with it: without this it would start
+# the background server on first use (flows/server.py), which then spends minutes of CPU on the
+# run's events after the benchmark ends and slows whatever is measured next
+os.environ.setdefault("AUDIOQC_PREFECT_SERVER", "temporary")
 
 
 def main(argv: list[str] | None = None) -> int:
