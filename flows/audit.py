@@ -39,7 +39,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from audiolib.errors import InvalidParameter
 from audioqc import progress, report
-from flows.batching import chunks, flow_pool, guided_batches, pool_workers
+from flows.batching import chunks, flow_pool, guided_batches
 from flows.checks import check_audit
 from flows.remedy_branch import RemedyBranch
 from flows.startup import Startup
@@ -47,6 +47,7 @@ from flows.workarounds import frozen_gc, heartbeat_thread_not_joined, one_certif
 from flows.writer import PartWriter
 from tasks import compute
 from tasks.analyze import analyze_batch
+from tasks.handoff import take
 from tasks.storage import list_media, read_report_state, reuse_rows
 from tasks.trends import audit_trends
 from tasks.trends import check_options as check_trends_options
@@ -105,7 +106,8 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
     check_audit(source, report_url, policy=policy, run_id=run_id, batch_size=batch_size, part_rows=part_rows,
                 remedy_url=remedy_url, trends=trends, create_report_bucket=create_report_bucket)
     trends_options = check_trends_options(trends)
-    run = report.RunInfo.new(run_id)
+    # the run the audit's start-up began (its batches sent ahead carry it), else a new one
+    run = (take("run", run_id) if run_id else None) or report.RunInfo.new(run_id)
     report.remove_stale_temporaries(report_url, run.run_id)  # a killed attempt of this run
     objects = list_media(source, include, exclude)
     state = read_report_state(report_url, run.run_id)
@@ -151,7 +153,7 @@ def audit(source: str, report_url: str, policy: str | None = None, include: list
                 pending.extend(branch.submit(rows, {o.url: rid for o, rid in chunk}))
             while len(pending) >= max_in_flight:
                 consume()
-        for batch in guided_batches(fresh, batch_size, pool_workers()):
+        for batch in guided_batches(fresh, batch_size, compute.configured()):
             pending.append(analyze_batch.submit(batch, run, policy))
             while len(pending) >= max_in_flight:
                 consume()

@@ -64,14 +64,6 @@ def guided_batches(items: list[MediaObject], batch_size: int, workers: int | Non
         yield batch
 
 
-def pool_workers() -> int | None:
-    """Worker processes of this process's compute pool (:mod:`tasks.compute`; None: none, e.g. on
-    a Dask cluster)."""
-    from tasks import compute
-
-    return compute.configured()
-
-
 @contextmanager
 def flow_pool() -> Iterator[None]:
     """The compute pool of a flow run that no ``run_audit`` set up (a deployment's run, the flow

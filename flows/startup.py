@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from flows import server as servers
 from tasks.handoff import clear, offer, take  # noqa: F401 (take: what the flow's tasks call)
@@ -89,6 +90,8 @@ class Startup:
     _stop_prefetch: threading.Event = field(default_factory=threading.Event)
     _first_sent: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: the run (id and start time), handed to the flow
+    run: Any = None
 
     @classmethod
     def begin(cls, source: str, report_url: str, *, workers: int | None = 2, dask_address: str | None = None,
@@ -101,9 +104,14 @@ class Startup:
         t0 = time.perf_counter()
         # a new run's id is chosen here: the state read below is for it, and the flow gets it
         self = cls(source, report_url, run_id or uuid.uuid4().hex[:16])
-        self._resolve_api(auto_start)
+        self._resolve_api(auto_start)  # first: a server started here starts while the rest runs
         self.timings["resolve_api"] = time.perf_counter() - t0
         t1 = time.perf_counter()
+        from audioqc import report  # (after the server's launch: ~0.5 s of imports, needed below anyway)
+
+        # the run begins now: the flow takes it (its rows' run_time), and so do the batches sent ahead
+        self.run = report.RunInfo.new(self.run_id)
+        offer("run", self.run_id, self.run)
         fresh = self._preflight(include, exclude, reuse)
         self.timings["preflight"] = time.perf_counter() - t1
         if dask_address is None and self.fresh is not False:
@@ -163,14 +171,12 @@ class Startup:
         will cut them, one more than there are workers at a time, until the flow begins
         (:meth:`prefetch_sent`): the workers analyse while Prefect is imported and its server
         starts, instead of waiting for the flow's first tasks."""
-        from audioqc import report
         from flows.batching import guided_batches
         from tasks import compute
         from tasks.work import prefetch
 
         try:
             compute.start(workers)
-            run = report.RunInfo.new(self.run_id)
             slots = threading.Semaphore(workers + 1)
             for i, batch in enumerate(guided_batches(fresh, batch_size, workers)):
                 while not slots.acquire(timeout=0.05):
@@ -178,7 +184,7 @@ class Startup:
                         return
                 if self._stop_prefetch.is_set() or i == self.PREFETCH_BATCHES_PER_WORKER * workers:
                     return
-                future = prefetch(batch, run, policy)
+                future = prefetch(batch, self.run, policy)
                 if future is None:
                     return
                 if not self.prefetched:

@@ -16,13 +16,12 @@ from audioqc import report
 from . import compute
 from .listing import MediaObject
 
-# the work itself has no Prefect in it (the compute pool's workers import it); these names are
-# kept here too
-from .work import analyze_one, analyze_rows, batch_key, error_rows, policy_of, prefetch, verdict_for, with_run  # noqa: F401
+# the work itself has no Prefect in it (the compute pool's workers import it)
+from .work import WORKER_DIED as _DIED
+from .work import analyze_rows, batch_key, error_rows
 
-#: The error of a file whose worker died twice while analysing it alone.
-WORKER_DIED = ("its analysis worker died twice (killed by the system: out of memory, or a crash in a "
-               "decoder)")
+#: The error of a file whose worker died twice while analysing it (once in its batch, once alone).
+WORKER_DIED = f"{_DIED}, twice"
 
 
 def _run_name() -> str:
@@ -34,13 +33,14 @@ def _run_name() -> str:
 
 
 def diagnose_batch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> pa.Table:
-    """The rows of ``batch`` from the compute pool: sent ahead by the start-up, else sent now. If a
+    """The rows of ``batch`` from the compute pool: sent ahead by the start-up (for the same run:
+    the flow takes the start-up's :class:`~audioqc.report.RunInfo`), else sent now. If a
     worker dies on the batch, its files are analysed again one at a time in new workers; a file
     whose worker dies again gets an error row (the others are measured)."""
-    sent = compute.take(batch_key(batch, run.run_id, policy_spec))
+    sent = compute.take(batch_key(batch, run, policy_spec))
     try:
         if sent is not None:
-            return with_run(compute.wait(*sent), run)  # the start-up's RunInfo had another run_time
+            return compute.wait(*sent)
         return compute.run(analyze_rows, batch, run, policy_spec)
     except compute.WorkerDied:
         pass

@@ -20,10 +20,9 @@ from audioqc import report
 from . import compute
 from .storage import STORAGE_TASK
 
-# the work itself has no Prefect in it (the compute pool's workers import it); these names are
-# kept here too
-from .work import (  # noqa: F401
-    KEPT,
+# the work itself has no Prefect in it (the compute pool's workers import it)
+from .work import (
+    WORKER_DIED,
     RemedyJob,
     RemedyOutcome,
     policy_of,
@@ -96,8 +95,7 @@ def remedy(job: RemedyJob) -> RemedyOutcome:
     try:
         return compute.run(remedy_outcome, job)
     except compute.WorkerDied:
-        return RemedyOutcome(job, error=f"{job.original_url}: remedy failed: its worker died (killed by the "
-                                        "system: out of memory?)")
+        return RemedyOutcome(job, error=f"{job.original_url}: remedy failed: {WORKER_DIED}")
 
 
 @task(name="rediagnose", task_run_name=_rediagnose_name, cache_policy=NO_CACHE, persist_result=False)
@@ -108,9 +106,8 @@ def rediagnose(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str, jo
     try:
         return compute.run(remedied_table, outcome, run, policy_spec)
     except compute.WorkerDied:
-        return report.rows_to_table([remedied_row(RemedyOutcome(outcome.job, error=(
-            f"{outcome.job.dest_url}: rediagnose failed: its worker died (killed by the system: out of memory?)")),
-            run, policy_spec)])
+        died = RemedyOutcome(outcome.job, error=f"{outcome.job.dest_url}: rediagnose failed: {WORKER_DIED}")
+        return report.rows_to_table([remedied_row(died, run, policy_spec)])
 
 
 # ----------------------------------------------------------------------------------------------

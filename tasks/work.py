@@ -90,9 +90,10 @@ def analyze_rows(batch: list[MediaObject], run: report.RunInfo, policy_spec: str
     return report.rows_to_table([analyze_one(obj, run, policy_spec) for obj in batch])
 
 
-def batch_key(batch: list[MediaObject], run_id: str, policy_spec: str | None) -> tuple[Any, ...]:
-    """What identifies a batch's analysis sent ahead by the audit's start-up (:func:`prefetch`)."""
-    return ("diagnose", run_id, tuple(o.url for o in batch), policy_spec)
+def batch_key(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> tuple[Any, ...]:
+    """What identifies a batch's analysis sent ahead by the audit's start-up (:func:`prefetch`): its
+    files, the run (id and time: the rows carry both) and the policy."""
+    return ("diagnose", run.run_id, run.run_time, tuple(o.url for o in batch), policy_spec)
 
 
 def prefetch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | None) -> Any:
@@ -101,22 +102,17 @@ def prefetch(batch: list[MediaObject], run: report.RunInfo, policy_spec: str | N
     Prefect is being imported. The call's future (None: no compute pool)."""
     from . import compute
 
-    return compute.prefetch(batch_key(batch, run.run_id, policy_spec), analyze_rows, batch, run, policy_spec)
+    return compute.prefetch(batch_key(batch, run, policy_spec), analyze_rows, batch, run, policy_spec)
+
+
+#: What a call whose worker process died says (:class:`tasks.compute.WorkerDied`).
+WORKER_DIED = "its worker process died (killed by the system: out of memory, or a crash in a decoder)"
 
 
 def error_rows(batch: list[MediaObject], run: report.RunInfo, problem: str) -> pa.Table:
     """An error row for each object of ``batch``: ``<url>: <problem>``."""
     return report.rows_to_table([report.make_row(run, o.url, error=f"{o.url}: {problem}", etag=o.etag,
                                                  mtime=o.mtime, size_bytes=o.size_bytes) for o in batch])
-
-
-def with_run(table: pa.Table, run: report.RunInfo) -> pa.Table:
-    """``table``'s rows as rows of ``run`` (its id and time on every row)."""
-    n = table.num_rows
-    for name, value in (("run_id", run.run_id), ("run_time", run.run_time)):
-        i = table.schema.get_field_index(name)
-        table = table.set_column(i, table.schema.field(i), pa.array([value] * n, type=table.schema.field(i).type))
-    return table
 
 
 # ----------------------------------------------------------------------------------------------
