@@ -353,6 +353,16 @@ def _dilate(a: np.ndarray) -> np.ndarray:
     return d
 
 
+def _all_of_last(a: np.ndarray, k: int, m: int) -> np.ndarray:
+    """(m, bins): row t is set where rows t .. t + k - 1 of ``a`` (the last ``m + k - 1`` rows of
+    it; frame t's window of k frames ending at it) are all set."""
+    a = a[a.shape[0] - (m + k - 1):]
+    out = a[:m].copy()
+    for i in range(1, k):
+        out &= a[i:i + m]
+    return out
+
+
 def _frame_values(buf: np.ndarray, m: int, window: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
     """Per-frame values of the ``m`` frames starting every HOP samples in ``buf``; returns the new state."""
     frames = sliding_window_view(buf, FRAME_LEN)[::HOP][:m]
@@ -368,10 +378,9 @@ def _frame_values(buf: np.ndarray, m: int, window: np.ndarray, state: dict) -> t
     # stability: the +-1-bin dilated peak map is set in every one of the last K frames
     K, K2 = STABLE_FRAMES, LONG_STABLE_FRAMES
     D = np.concatenate([state["D"], _dilate(peak)])  # K2-1 frames of history first
-    cs = np.concatenate([np.zeros((1, D.shape[1]), np.int16),  # counts <= CHUNK_FRAMES + K2 fit int16
-                         np.cumsum(D.view(np.uint8), axis=0, dtype=np.int16)])
-    stable = peak & ((cs[K2:] - cs[K2 - K: K2 - K + m]) == K)
-    long_stable = peak & ((cs[K2:] - cs[:m]) == K2)
+    recent = _all_of_last(D, K, m)
+    stable = peak & recent
+    long_stable = stable & _all_of_last(D[:m + K2 - 1 - K], K2 - K, m)  # the K2 - K frames before those K
     births = stable & ~_dilate(np.concatenate([state["S"][None], stable[:-1]]))
     prev = Lb[:1] if state["L"] is None else state["L"][None]
     onset = np.maximum(np.diff(np.concatenate([prev, Lb]), axis=0), 0).mean(axis=1)
@@ -397,8 +406,7 @@ def _frame_values(buf: np.ndarray, m: int, window: np.ndarray, state: dict) -> t
     flat[t_idx, b_idx] = step < FLAT_CENTS
     KH = HELD_FRAMES
     DH = np.concatenate([state["H"], _dilate(flat)])
-    csh = np.concatenate([np.zeros((1, DH.shape[1]), np.int16), np.cumsum(DH.view(np.uint8), axis=0, dtype=np.int16)])
-    held = flat & ((csh[KH:] - csh[:m]) == KH)
+    held = flat & _all_of_last(DH, KH, m)
     # the voice's harmonic comb: stable and held peaks off it belong to something else
     on_pk, f0, f0_age = _voice_comb(t_idx, pf, m, state["f0"], state["f0_age"])
     p_stable = stable[t_idx, b_idx]
