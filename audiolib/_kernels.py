@@ -126,13 +126,20 @@ def sosfilt_f32(x: np.ndarray, sos: np.ndarray, zi: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Values in a :func:`sliding_sum_max2` window's state.
+SLIDING_STATE = 5
+
+
 def sliding_sum_max2(power: np.ndarray, ring_a: np.ndarray, state_a: np.ndarray, ring_b: np.ndarray,
                      state_b: np.ndarray) -> None:
     """Track the largest sum of ``len(ring_a)`` and of ``len(ring_b)`` consecutive values of a
     stream, at every sample, in one pass (both windows share the samples seen).
 
-    Each ``state`` is ``[position, samples seen, running sum, best sum]`` (float64), updated in place.
+    Each ``state`` is ``[position, samples seen, running sum, best sum, sum since position 0]``
+    (float64, :data:`SLIDING_STATE` values, zeros at the start), updated in place.
     """
+    if state_a.shape != (SLIDING_STATE,) or state_b.shape != (SLIDING_STATE,):
+        raise AudioQCError(f"sliding-window state must hold {SLIDING_STATE} values")
     _lib.aq_sliding_sum_max2(power, power.shape[0], ring_a, ring_a.shape[0], state_a, ring_b, ring_b.shape[0], state_b)
 
 

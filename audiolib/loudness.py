@@ -402,8 +402,8 @@ class LoudnessMeter:
         self._s_len = int(round(SHORT_TERM_STEPS * STEP_S * self.sample_rate))
         self._m_ring = np.zeros(self._m_len)
         self._s_ring = np.zeros(self._s_len)
-        self._m_state = np.zeros(4)
-        self._s_state = np.zeros(4)
+        self._m_state = np.zeros(_kernels.SLIDING_STATE)
+        self._s_state = np.zeros(_kernels.SLIDING_STATE)
 
     # ------------------------------------------------------------------ streaming
     def _step_end(self, k: int) -> int:

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     wa, wb = int(0.4 * SR), int(3.0 * SR)
 
     def slide_ours():
-        _kernels.sliding_sum_max2(power, np.zeros(wa), np.zeros(4), np.zeros(wb), np.zeros(4))
+        _kernels.sliding_sum_max2(power, np.zeros(wa), np.zeros(5), np.zeros(wb), np.zeros(5))
 
     def slide_numpy():
         c = np.concatenate(([0.0], np.cumsum(power)))

@@ -42,13 +42,45 @@ def test_sliding_sum_max2_finds_the_loudest_windows_at_every_offset():
     rng = np.random.default_rng(3341)
     n, wa, wb = 60000, 1900, 14400
     power = rng.exponential(1.0, n) * np.repeat(rng.uniform(0.01, 1.0, n // 600), 600)  # a varying envelope
-    ra, rb, sa, sb = np.zeros(wa), np.zeros(wb), np.zeros(4), np.zeros(4)
+    ra, rb, sa, sb = np.zeros(wa), np.zeros(wb), np.zeros(5), np.zeros(5)
     for a, b in _blocks(n, rng):
         _kernels.sliding_sum_max2(np.ascontiguousarray(power[a:b]), ra, sa, rb, sb)
     c = np.concatenate(([0.0], np.cumsum(power)))
     assert abs(sa[3] - np.max(c[wa:] - c[:-wa])) < 1e-9 * sa[3]
     assert abs(sb[3] - np.max(c[wb:] - c[:-wb])) < 1e-9 * sb[3]
     assert sa[1] == sb[1] == n
+
+
+def test_sliding_sum_max2_is_the_sum_taken_at_each_wrap_exactly():
+    """The kernel accumulates each window's exact sum as the values arrive; the algorithm it stands
+    for sums the ring at each wrap (in order, from 0.0). Both, run in Python on the same values,
+    blocks and windows, give the same bits: running sums, best sums, positions and rings."""
+    rng = np.random.default_rng(1770)
+    n, wa, wb = 5000, 7, 300
+    power = rng.exponential(1.0, n) * rng.choice([1e-9, 1.0, 1e6], n)  # rounding at every step
+    ra, rb, sa, sb = np.zeros(wa), np.zeros(wb), np.zeros(5), np.zeros(5)
+    ref = {w: {"ring": np.zeros(w), "pos": 0, "s": 0.0, "best": 0.0} for w in (wa, wb)}
+    seen = 0
+    for a, b in _blocks(n, rng):
+        _kernels.sliding_sum_max2(np.ascontiguousarray(power[a:b]), ra, sa, rb, sb)
+        for p in power[a:b].tolist():
+            seen += 1
+            for w, r in ref.items():
+                r["s"] += p - r["ring"][r["pos"]]
+                r["ring"][r["pos"]] = p
+                r["pos"] += 1
+                if r["pos"] == w:
+                    r["pos"], t = 0, 0.0
+                    for v in r["ring"].tolist():
+                        t += v
+                    r["s"] = t
+                if seen >= w and r["s"] > r["best"]:
+                    r["best"] = r["s"]
+    for w, ring, state in ((wa, ra, sa), (wb, rb, sb)):
+        r = ref[w]
+        assert state[0] == r["pos"] and state[1] == seen
+        assert state[2] == r["s"] and state[3] == r["best"]  # the same bits, not just close
+        assert np.array_equal(ring, r["ring"])
 
 
 def _all_phases_peak(x: np.ndarray, taps: np.ndarray) -> float:
