@@ -12,6 +12,12 @@ sum, are the point. Timings are printed, never asserted.
 
 ``--isa avx2`` runs the profile in a process that sees an AVX2-only CPU (benchmarks/isa.py: CPUID
 masked; the header says so).
+
+``--models`` adds, after the profile, where the two networks spend their time, node by node as
+OpenVINO's CPU plugin reports it (``PERF_COUNT``): the Silero VAD's sequence network on a chunk of
+1024 frames and the int8 DNSMOS on one window, each as the analyzer compiles it, with the kernel
+each node ran in (``brgconv_avx512_I8``: oneDNN's vectorised int8 convolution; ``ref_*``: a
+reference implementation). This says how much of each network is left to gain in its runtime.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 t_start = time.perf_counter()
+
+import numpy as np  # noqa: E402
 
 import audiolib.music as music  # noqa: E402
 import audiolib.perceptual as perceptual  # noqa: E402
@@ -64,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--programme", default="mixed", help="bench_perceptual's programme: mixed or talk")
     ap.add_argument("--isa", default="native", help="native, avx2 or avx512 (benchmarks/isa.py)")
+    ap.add_argument("--models", action="store_true",
+                    help="also print the VAD's and DNSMOS's time node by node (OpenVINO's performance counters)")
     ap.add_argument("--block-frames", type=int, default=io.DEFAULT_BLOCK_FRAMES,
                     help=f"frames per decoded block (default io.DEFAULT_BLOCK_FRAMES = {io.DEFAULT_BLOCK_FRAMES})")
     args = ap.parse_args(argv)
@@ -119,10 +129,61 @@ def main(argv: list[str] | None = None) -> int:
         if key == "perceptual":
             for sub, sv in sorted(((k, v) for k, v in SECONDS.items() if k.startswith("  ")), key=lambda kv: -kv[1]):
                 print(f"{sv:7.2f} s  {100 * sv / total:5.1f} %  {sub}")
+    nodes = profile_models() if args.models else None
     if args.json:
         args.json.write_text(json.dumps({"file": path, "total_s": total, "imports_s": t_imports,
-                                         "seconds": {k.strip(): v for k, v in SECONDS.items()}}, indent=2))
+                                         "seconds": {k.strip(): v for k, v in SECONDS.items()},
+                                         "model_nodes": nodes}, indent=2))
     return 0
+
+
+def _node_times(model: bytes | str, feeds: dict[str, np.ndarray], precision: str = "f32",
+                rounds: int = 20) -> tuple[float, list[tuple[str, str, str, float]]]:
+    """Seconds a call (mean of ``rounds`` after warm-up) of ``model`` compiled as the analyzer
+    compiles it (speech.OpenVinoSession's settings) with performance counters on, and the last
+    call's nodes: (name, type, kernel, seconds)."""
+    import io as _io
+
+    core = speech.import_openvino().Core()
+    source = _io.BytesIO(model) if isinstance(model, bytes) else model
+    config = dict(speech.OpenVinoSession.CONFIG, INFERENCE_PRECISION_HINT=precision, PERF_COUNT=True)
+    request = core.compile_model(core.read_model(source), "CPU", config).create_infer_request()
+    for _ in range(3):
+        request.infer(feeds)
+    t = time.perf_counter()
+    for _ in range(rounds):
+        request.infer(feeds)
+    per_call = (time.perf_counter() - t) / rounds
+    nodes = [(p.node_name, p.node_type, p.exec_type, p.real_time.total_seconds())
+             for p in request.get_profiling_info() if p.real_time.total_seconds() > 0]
+    return per_call, nodes
+
+
+def profile_models() -> dict[str, Any]:
+    """Print and return where the VAD's and DNSMOS's calls go, node by node."""
+    rng = np.random.default_rng(0)
+    chunk = speech.CHUNK_FRAMES
+    vad_feeds = {"frames": (0.05 * rng.standard_normal((chunk, 1, speech.FRAME_SAMPLES + speech.CONTEXT_SAMPLES)))
+                 .astype(np.float32), "state": np.zeros((2, 1, speech.LSTM_HIDDEN), np.float32)}
+    plan = perceptual.dnsmos_plan()
+    dnsmos_feeds = {"input_1": (0.05 * rng.standard_normal((1, perceptual.DNSMOS_WINDOW_SAMPLES))).astype(np.float32)}
+    cases = {
+        f"Silero VAD sequence network, a chunk of {chunk} frames ({chunk * speech.FRAME_S:.1f} s)":
+            (speech.silero_vad_8k_sequence_model(), vad_feeds, "f32"),
+        "DNSMOS P.835 int8 (pruned), one 9.01 s window":
+            (perceptual.prune_dnsmos_channels(perceptual.DNSMOS_INT8_PATH), dnsmos_feeds, plan["precision"]),
+    }
+    out: dict[str, Any] = {}
+    for title, (model, feeds, precision) in cases.items():
+        per_call, nodes = _node_times(model, feeds, precision)
+        total = sum(n[3] for n in nodes)
+        print(f"=== {title}: {per_call * 1e3:.2f} ms a call (OpenVINO, one thread, {precision}); "
+              f"nodes sum to {total * 1e3:.2f} ms ===")
+        for name, kind, kernel, sec in sorted(nodes, key=lambda n: -n[3])[:8]:
+            print(f"{sec * 1e3:8.3f} ms  {100 * sec / total:5.1f} %  {kind:<14} {kernel:<26} {name[-60:]}")
+        out[title] = {"ms_per_call": per_call * 1e3,
+                      "nodes": [{"name": n, "type": k, "kernel": e, "ms": s * 1e3} for n, k, e, s in nodes]}
+    return out
 
 
 if __name__ == "__main__":
