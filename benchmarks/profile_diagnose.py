@@ -159,6 +159,32 @@ def _node_times(model: bytes | str, feeds: dict[str, np.ndarray], precision: str
     return per_call, nodes
 
 
+def conv_macs(model: bytes) -> dict[str, int]:
+    """Multiply-adds of each ``Conv`` node of a model whose shapes are static apart from a batch of
+    one (ONNX shape inference): output positions x output channels x input channels per group x
+    kernel size."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    m = shape_inference.infer_shapes(onnx.load_from_string(model))
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+              for v in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
+    weights = {i.name: numpy_helper.to_array(i).shape for i in m.graph.initializer}
+    out: dict[str, int] = {}
+    for node in m.graph.node:
+        if node.op_type != "Conv" or node.output[0] not in shapes:
+            continue
+        w = weights.get(node.input[1])
+        if w is None:  # weights computed in the graph (the int8 model's dequantised kernels)
+            producer = next((n for n in m.graph.node if n.output[0] == node.input[1]), None)
+            w = weights.get(producer.input[0]) if producer is not None else None
+        if w is None:
+            continue
+        y = shapes[node.output[0]]
+        out[node.name] = int(np.prod(y[2:])) * int(np.prod(w))  # positions x (out x in/group x kernel)
+    return out
+
+
 def profile_models() -> dict[str, Any]:
     """Print and return where the VAD's and DNSMOS's calls go, node by node."""
     rng = np.random.default_rng(0)
@@ -183,6 +209,14 @@ def profile_models() -> dict[str, Any]:
             print(f"{sec * 1e3:8.3f} ms  {100 * sec / total:5.1f} %  {kind:<14} {kernel:<26} {name[-60:]}")
         out[title] = {"ms_per_call": per_call * 1e3,
                       "nodes": [{"name": n, "type": k, "kernel": e, "ms": s * 1e3} for n, k, e, s in nodes]}
+        if "DNSMOS" in title:  # static shapes: how fast its convolutions multiply-add
+            macs = conv_macs(model)
+            conv_s = sum(sec for _, kind, _, sec in nodes if kind == "Convolution")
+            print(f"   its convolutions: {sum(macs.values()) / 1e9:.2f} G multiply-adds a window in "
+                  f"{conv_s * 1e3:.1f} ms: {sum(macs.values()) / conv_s / 1e9:.0f} G multiply-adds a second "
+                  f"({', '.join(f'{k} {v / 1e9:.2f} G' for k, v in sorted(macs.items(), key=lambda kv: -kv[1])[:4])})")
+            out[title]["conv_gmacs"] = sum(macs.values()) / 1e9
+            out[title]["conv_gmacs_per_s"] = sum(macs.values()) / conv_s / 1e9
     return out
 
 
