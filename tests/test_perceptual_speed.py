@@ -218,3 +218,22 @@ def test_cli_quality_windows_option():
     for bad in ("0", "-3", "many"):
         with pytest.raises(SystemExit):
             parse("--quality-windows", bad)
+
+
+def test_conv_macs_counts_dnsmos_multiply_adds():
+    """profile_diagnose's multiply-add count (behind the DNSMOS rate in docs/perceptual-speed.md):
+    conv2d_1 is a 3 x 3 convolution from 128 channels to 64 (41 once pruned) over the 900 x 161
+    log-power spectrogram, conv2d_2 one from those channels to 64; the other layers are the same in
+    both models."""
+    from benchmarks.profile_diagnose import conv_macs
+
+    with open(DNSMOS_INT8_PATH, "rb") as f:
+        whole = conv_macs(f.read())
+    pruned = conv_macs(prune_dnsmos_channels(DNSMOS_INT8_PATH))
+    positions = 900 * 161
+    assert whole["conv2d_1"] == positions * 64 * 128 * 9
+    assert pruned["conv2d_1"] == positions * 41 * 128 * 9
+    assert whole["conv2d_2"] == positions * 64 * 64 * 9 and pruned["conv2d_2"] == positions * 64 * 41 * 9
+    assert whole["conv2d"] == positions * 128 * 9  # the 3 x 3 first layer as 9 unfolded inputs, 1 x 1
+    assert {k: v for k, v in whole.items() if k not in ("conv2d_1", "conv2d_2")} == {
+        k: v for k, v in pruned.items() if k not in ("conv2d_1", "conv2d_2")}
