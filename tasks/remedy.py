@@ -26,7 +26,6 @@ from .work import (
     RemedyJob,
     RemedyOutcome,
     policy_of,
-    remedied_row,
     remedied_table,
     remedied_verdict,
     remedy_outcome,
@@ -107,7 +106,7 @@ def rediagnose(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str, jo
         return compute.run(remedied_table, outcome, run, policy_spec)
     except compute.WorkerDied:
         died = RemedyOutcome(outcome.job, error=f"{outcome.job.dest_url}: rediagnose failed: {WORKER_DIED}")
-        return report.rows_to_table([remedied_row(died, run, policy_spec)])
+        return remedied_table(died, run, policy_spec)
 
 
 # ----------------------------------------------------------------------------------------------

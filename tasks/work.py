@@ -59,21 +59,29 @@ def verdict_for(row: dict[str, Any], policy_spec: str | None) -> tuple[str | Non
 # diagnose
 
 
-def analyze_one(obj: MediaObject, run: report.RunInfo, policy_spec: str | None) -> dict[str, Any]:
-    """Diagnose one object; any failure becomes an error row naming the problem."""
+def diagnosed(url: str) -> tuple[Any, str | None]:
+    """``(result, None)`` of diagnosing ``url``, or ``(None, error)`` naming the file and the problem:
+    any failure, so that a bug or a file that exhausts memory never kills the audit."""
     from audiolib.diagnose import diagnose
 
+    try:
+        return diagnose(url), None
+    except AudioQCError as exc:
+        return None, str(exc)
+    except MemoryError:
+        return None, f"{url}: out of memory"
+    except Exception as exc:  # a bug: recorded on the file's row
+        return None, f"{url}: internal error: {type(exc).__name__}: {exc}"
+
+
+def analyze_one(obj: MediaObject, run: report.RunInfo, policy_spec: str | None) -> dict[str, Any]:
+    """Diagnose one object; any failure becomes an error row naming the problem."""
     common: dict[str, Any] = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
     if obj.problem is not None:  # the listing saw it cannot be read: never opened (a FIFO would block)
         return report.make_row(run, obj.url, error=f"{obj.url}: {obj.problem}", **common)
-    try:
-        result = diagnose(obj.url)
-    except AudioQCError as exc:
-        return report.make_row(run, obj.url, error=str(exc), **common)
-    except MemoryError:
-        return report.make_row(run, obj.url, error=f"{obj.url}: out of memory", **common)
-    except Exception as exc:  # a bug must not kill the audit: record it on the file's row
-        return report.make_row(run, obj.url, error=f"{obj.url}: internal error: {type(exc).__name__}: {exc}", **common)
+    result, error = diagnosed(obj.url)
+    if error is not None:
+        return report.make_row(run, obj.url, error=error, **common)
     row = report.make_row(run, obj.url, result=result, **common)
     if result.decode.truncated:
         row["error"] = result.decode.problem  # measured, but say what was wrong
@@ -203,8 +211,6 @@ def remedied_verdict(row: dict[str, Any], job: RemedyJob, policy_spec: str) -> t
 
 def remedied_row(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str) -> dict[str, Any]:
     """Diagnose the remedied file; its report row (``stage = remedied``), never raises."""
-    from audiolib.diagnose import diagnose
-
     job = outcome.job
     common: dict[str, Any] = dict(stage="remedied", original_url=job.original_url, remedies=list(job.remedies))
     if outcome.error is not None:
@@ -215,13 +221,9 @@ def remedied_row(outcome: RemedyOutcome, run: report.RunInfo, policy_spec: str) 
         identity: dict[str, Any] = dict(etag=obj.etag, mtime=obj.mtime, size_bytes=obj.size_bytes)
     except Exception:  # the row is still worth writing without them
         identity = dict(etag=None, mtime=None, size_bytes=None)
-    try:
-        result = diagnose(job.dest_url)
-    except AudioQCError as exc:
-        return report.make_row(run, job.dest_url, error=str(exc), **identity, **common)
-    except Exception as exc:
-        return report.make_row(run, job.dest_url, error=f"{job.dest_url}: internal error: {type(exc).__name__}: {exc}",
-                               **identity, **common)
+    result, error = diagnosed(job.dest_url)
+    if error is not None:
+        return report.make_row(run, job.dest_url, error=error, **identity, **common)
     row = report.make_row(run, job.dest_url, result=result, **identity, **common)
     row["verdict"], row["verdict_reasons"] = remedied_verdict(row, job, policy_spec)
     return row
