@@ -151,6 +151,8 @@ def p_audit(m):
 
 
 def p_runner(m):
+    # flows/runner.py is gone from this tree (the compute pool replaced it: p_compute); a
+    # --baseline-tree from before 733cf21 still has it
     around(m, "_enter_settings", end="worker ready")
     cls = getattr(m, "WarmProcessPoolTaskRunner", None)
     if cls is not None:
