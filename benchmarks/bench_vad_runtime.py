@@ -10,6 +10,11 @@ repeated: espeak-ng/flite speech, clean and noisy, music, speech over music) go 
 the ratio; the largest difference of the per-frame probabilities and how many speech decisions
 (probability >= 0.5) differ. Timings are printed, never asserted.
 
+On a CPU with BF16 (AVX-512 BF16 or AMX) a third session runs the analyzer's sequence network with
+its float parts in bf16 (OpenVINO's ``INFERENCE_PRECISION_HINT``, which the plugin would choose by
+itself on AMX): the lever the analyzer does not take, because the probabilities would then depend on
+the CPU (docs/perceptual-speed.md).
+
     taskset -c 1 .venv/bin/python -m benchmarks.bench_vad_runtime [--rounds 3]
 """
 
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import audiolib.speech as speech
+from audiolib.cpu import cpu_features
 from testing.material import dnsmos as dnsmos_material
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -75,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         "OpenVINO, sequence network (analyzer)": speech._session(),
         "onnxruntime, shipped graph per frame": _ShippedGraph(),
     }
+    if cpu_features()["avx512_bf16"] or cpu_features()["amx"]:
+        sessions["OpenVINO, sequence network, bf16"] = speech.OpenVinoSession(
+            speech.silero_vad_8k_sequence_model(), precision="bf16")
     seconds: dict[str, list[float]] = {k: [] for k in sessions}
     probs: dict[str, np.ndarray] = {}
     for _ in range(args.rounds):
@@ -82,13 +91,15 @@ def main(argv: list[str] | None = None) -> int:
             probs[name], dt = _probabilities(session, audio)
             seconds[name].append(dt)
     per_hour = {k: float(np.median(v)) * 3600.0 / SECONDS for k, v in seconds.items()}
-    (a, pa), (b, pb) = probs.items()
+    a, pa = next(iter(probs.items()))
     print(f"Silero VAD on {SECONDS / 60:g} min of speech, music and noise, one thread, {args.rounds} rounds in turn:")
     for k, v in per_hour.items():
         print(f"  {k:36} {v:6.2f} s per hour of audio (every round: "
               + ", ".join(f"{x * 3600.0 / SECONDS:.2f}" for x in seconds[k]) + ")")
-    print(f"  ratio: {per_hour[b] / per_hour[a]:.2f}x; probabilities differ by at most {np.abs(pa - pb).max():.1e}; "
-          f"speech decisions differ on {int(((pa >= 0.5) != (pb >= 0.5)).sum())} of {pa.size} frames")
+    for b, pb in list(probs.items())[1:]:
+        print(f"  {b} against the analyzer: {per_hour[b] / per_hour[a]:.2f}x its time; probabilities differ by "
+              f"at most {np.abs(pa - pb).max():.1e}; speech decisions differ on "
+              f"{int(((pa >= 0.5) != (pb >= 0.5)).sum())} of {pa.size} frames")
     return 0
 
 
